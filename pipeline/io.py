@@ -1,0 +1,101 @@
+"""Reading images and label maps with SimpleITK (NIfTI, NRRD, MHA, anything ITK reads).
+
+Geometry follows SimpleITK: sizes, spacings and origins in (x, y, z) order, world coordinates in mm in
+the LPS frame (+x = patient's left, +y = posterior, +z = superior), direction as 9 row-major cosines.
+Arrays returned by `read_volume` are NumPy arrays in (z, y, x) index order.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+
+class UnreadableFileError(Exception):
+    """A file is missing, truncated, or not an image ITK can read."""
+
+
+@dataclass(frozen=True)
+class HeaderInfo:
+    """What `ImageFileReader.ReadImageInformation` tells without reading voxels."""
+
+    path: str
+    dimension: int
+    size_xyz: tuple[int, ...]
+    spacing_xyz: tuple[float, ...]
+    origin_xyz: tuple[float, ...]
+    direction: tuple[float, ...]
+    components: int
+    pixel_type: str
+
+    @property
+    def extent_mm_xyz(self) -> tuple[float, ...]:
+        return tuple(n * s for n, s in zip(self.size_xyz, self.spacing_xyz))
+
+    @property
+    def volume_cm3(self) -> float:
+        return float(np.prod(self.extent_mm_xyz)) / 1000.0
+
+    @property
+    def orientation(self) -> str:
+        """Three-letter code of the axes' directions, e.g. "RAS" (ITK convention); "" when not 3D."""
+        if self.dimension != 3:
+            return ""
+        return orientation_code(self.direction)
+
+
+def orientation_code(direction: tuple[float, ...] | list[float]) -> str:
+    """ITK orientation code ("LPS", "RAS", ...) of 3×3 direction cosines (closest axes for oblique ones)."""
+    return sitk.DICOMOrientImageFilter.GetOrientationFromDirectionCosines([float(d) for d in direction])
+
+
+def _require_file(path: Path) -> None:
+    if not path.is_file():
+        raise UnreadableFileError(f"file not found: {path}")
+
+
+def read_header(path: str | Path) -> HeaderInfo:
+    """Header-only read. Raises `UnreadableFileError` with the reader's message for a bad file."""
+    path = Path(path)
+    _require_file(path)
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    try:
+        reader.ReadImageInformation()
+    except RuntimeError as error:
+        raise UnreadableFileError(f"cannot read header of {path.name}: {_first_line(error)}") from error
+    return HeaderInfo(
+        path=str(path),
+        dimension=reader.GetDimension(),
+        size_xyz=tuple(int(v) for v in reader.GetSize()),
+        spacing_xyz=tuple(float(v) for v in reader.GetSpacing()),
+        origin_xyz=tuple(float(v) for v in reader.GetOrigin()),
+        direction=tuple(float(v) for v in reader.GetDirection()),
+        components=reader.GetNumberOfComponents(),
+        pixel_type=sitk.GetPixelIDValueAsString(reader.GetPixelID()),
+    )
+
+
+def read_volume(path: str | Path) -> sitk.Image:
+    """Full read of a scalar 3D image. Raises `UnreadableFileError` (truncated gzip, bad header...)."""
+    path = Path(path)
+    _require_file(path)
+    try:
+        return sitk.ReadImage(str(path))
+    except RuntimeError as error:
+        raise UnreadableFileError(f"cannot read {path.name}: {_first_line(error)}") from error
+
+
+def sha256_of(path: str | Path) -> str:
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+def _first_line(error: Exception) -> str:
+    """ITK errors span many lines of C++ context; the useful sentence is the last non-empty one."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return lines[-1] if lines else type(error).__name__
