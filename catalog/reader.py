@@ -87,16 +87,3 @@ def read_window(array, start: np.ndarray, size: tuple[int, int, int], pad_value:
         out[target] = array[source]
     return out
 
-
-def summary(root: str | Path) -> dict[str, pd.DataFrame]:
-    """Counts by dataset, modality, group, status and reason, for images and masks."""
-    catalog = Catalog(root)
-    images, masks = catalog.images(), catalog.masks()
-    reason = lambda frame: frame.assign(reason=frame.reason.fillna("").str.replace(r"\d+(\.\d+)?", "N", regex=True))
-    return {
-        "images by dataset and status": images.groupby(["dataset", "modality", "status"]).size().unstack(fill_value=0),
-        "image rejection reasons": reason(images[images.status == "rejected"]).groupby("reason").size().to_frame("images"),
-        "masks by group and status": masks.groupby(["group", "status"]).size().unstack(fill_value=0),
-        "masks by modality and status": masks.groupby(["modality", "status"]).size().unstack(fill_value=0),
-        "mask rejection reasons": reason(masks[masks.status == "rejected"]).groupby("reason").size().to_frame("masks"),
-    }

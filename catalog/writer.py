@@ -106,6 +106,8 @@ def consolidate(root: str | Path) -> tuple[int, int]:
     """
     root = Path(root)
     keys = finished_parts(root)
+    if not keys and (root / IMAGES_TABLE).exists():
+        return pq.read_metadata(root / IMAGES_TABLE).num_rows, _row_count(root / MASKS_TABLE)
     images = _read_table(root / IMAGES_TABLE, IMAGE_SCHEMA)
     masks = _read_table(root / MASKS_TABLE, MASK_SCHEMA)
     if keys:
@@ -125,6 +127,10 @@ def consolidate(root: str | Path) -> tuple[int, int]:
         (root / PARTS_DIR / f"{key}.images.parquet").unlink(missing_ok=True)
     _remove_stale_shards(root, images)
     return images.num_rows, masks.num_rows
+
+
+def _row_count(path: Path) -> int:
+    return pq.read_metadata(path).num_rows if path.exists() else 0
 
 
 def _masks_part(root: Path, key: str) -> Path:

@@ -281,9 +281,10 @@ def _clean_and_split(case, label_array, label_image, reference, modality, config
 
     lut = np.zeros(table.count + 1, dtype=np.uint16)
     cut_pieces: list[tuple[SidePiece, int]] = []
-    next_value = 1
     k = config.keep_largest_components
-    for mask in masks:
+    # A mask's value is its position in the case's mask list (1-based), kept or not, so a threshold
+    # change that flips one mask leaves every other mask's value, and catalog row, as it was.
+    for position, mask in enumerate(masks, start=1):
         if mask.pieces is not None:
             _summarise_pieces(mask, mask.pieces, k, label_array.size)
         elif mask.stats is not None:
@@ -293,12 +294,12 @@ def _clean_and_split(case, label_array, label_image, reference, modality, config
                 mask.source_voxels, mask.bg_fraction_bbox, mask.bg_fraction_volume, voxel_mm3, config
             )
             if reason:
-                mask.reject(f"{mask.side} side after the left/right split: {reason}" if mask.side_source == "split" else reason)
+                split_note = f"{mask.side} side after the left/right split: " if mask.side_source == "split" else ""
+                mask.reject(split_note + reason)
         mask.volume_ml = mask.voxels * voxel_mm3 / 1000.0
         if mask.status != "kept":
             continue
-        mask.label_value = next_value
-        next_value += 1
+        mask.label_value = position
         if mask.pieces is not None:
             for piece in _largest_pieces(mask.pieces, k):
                 if piece.cut:

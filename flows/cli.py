@@ -1,0 +1,111 @@
+"""`sammed3d`: the command line. Bad arguments or inputs end with one sentence on stderr, not a traceback."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+_EXPECTED_ERRORS: tuple[type[Exception], ...] = (FileNotFoundError, ValueError, KeyError)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sammed3d", description="SAM-Med3D curation catalog and trainer")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    curate = commands.add_parser("curate", help="curate datasets into a Zarr/Parquet catalog")
+    curate.add_argument("sources", nargs="+", help="dataset folders (nnU-Net v2 raw layout) or folders of them")
+    curate.add_argument("--catalog", required=True, help="catalog folder (created if missing)")
+    curate.add_argument("--config", help="YAML/JSON file of CurationConfig overrides")
+    dask = curate.add_mutually_exclusive_group()
+    dask.add_argument("--dask", metavar="ADDRESS", help="run tasks on this Dask scheduler")
+    dask.add_argument("--dask-workers", type=int, metavar="N", help="start a local Dask cluster of N workers")
+    curate.add_argument("--threads", type=int, default=2, help="thread-pool size without Dask (default 2)")
+
+    catalog = commands.add_parser("catalog", help="inspect a catalog")
+    catalog_commands = catalog.add_subparsers(dest="catalog_command", required=True)
+    summary = catalog_commands.add_parser("summary", help="counts by dataset, modality, group, status, reason")
+    summary.add_argument("root", help="catalog folder")
+
+    phantoms = commands.add_parser("phantoms", help="write SYNTHETIC phantom datasets (nnU-Net v2 layout)")
+    phantoms.add_argument("out", help="folder to write the datasets into")
+    phantoms.add_argument("--seed", type=int, default=0)
+    phantoms.add_argument("--ct-cases", type=int, default=4)
+    phantoms.add_argument("--mr-cases", type=int, default=3)
+
+    demo = commands.add_parser("demo", help="phantoms -> curate -> summary, on embedded synthetic data")
+    demo.add_argument("--out", default="demo-output", help="working folder (default ./demo-output)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    from catalog.reader import CatalogNotFoundError
+    from pipeline.importers import DatasetLayoutError
+
+    try:
+        return _run(args)
+    except (*_EXPECTED_ERRORS, DatasetLayoutError, CatalogNotFoundError) as error:
+        message = error.args[0] if isinstance(error, KeyError) and error.args else error
+        print(f"sammed3d: error: {message}", file=sys.stderr)
+        return 2
+
+
+def _run(args: argparse.Namespace) -> int:
+    if args.command == "curate":
+        return _curate(args)
+    if args.command == "catalog":
+        return _print_summary(args.root)
+    if args.command == "phantoms":
+        from pipeline.phantoms import write_phantom_datasets
+
+        for folder in write_phantom_datasets(args.out, seed=args.seed, n_ct=args.ct_cases, n_mr=args.mr_cases):
+            print(f"wrote SYNTHETIC dataset {folder}")
+        return 0
+    if args.command == "demo":
+        from flows.demo import run_demo
+
+        return run_demo(Path(args.out))
+    raise AssertionError(args.command)
+
+
+def _curate(args: argparse.Namespace) -> int:
+    from pipeline.config import CurationConfig
+
+    for source in args.sources:
+        if not Path(source).exists():
+            raise FileNotFoundError(f"source {source} does not exist")
+    if args.threads < 1 or (args.dask_workers is not None and args.dask_workers < 1):
+        raise ValueError("--threads and --dask-workers must be at least 1")
+    config = CurationConfig.from_file(args.config) if args.config else CurationConfig()
+    from flows.curate import curate
+
+    result = curate(
+        sources=[str(Path(s).resolve()) for s in args.sources],
+        catalog=str(Path(args.catalog).resolve()),
+        config=config,
+        dask_address=args.dask,
+        dask_workers=args.dask_workers,
+        threads=args.threads,
+    )
+    print(
+        f"catalog {args.catalog}: {result['images']} images, {result['masks']} masks "
+        f"({result['curated']} images curated, {result['skipped']} unchanged)"
+    )
+    return 0
+
+
+def _print_summary(root: str) -> int:
+    from catalog.report import summary_tables
+
+    with pd.option_context("display.width", 160, "display.max_rows", 200, "display.max_colwidth", 70):
+        for title, table in summary_tables(root).items():
+            print(f"\n== {title}")
+            print(table.to_string() if not table.empty else "(none)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

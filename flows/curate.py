@@ -1,0 +1,188 @@
+"""The `curate` flow: source datasets -> the four curation steps -> the Zarr/Parquet catalog.
+
+Reads top to bottom:
+1. find the datasets and their cases (importers in `pipeline.importers`);
+2. look up what the catalog already holds, so unchanged images (same source and config hash) are skipped;
+3. curate each remaining case in a coarse task (one task reads the label map once for all channels),
+   on a thread pool or on Dask, writing its shards and a part file as it finishes;
+4. fold the parts into images.parquet / masks.parquet and publish a Markdown artifact of what each
+   rule kept and dropped.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow.parquet as pq
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
+from prefect.task_runners import ThreadPoolTaskRunner
+
+from catalog.report import curation_report_markdown
+from catalog.schema import IMAGES_TABLE
+from catalog.writer import consolidate, finished_parts, read_part_images, write_part, write_shard
+from pipeline.config import CurationConfig
+from pipeline.curate import curate_case, source_hash, source_hashes
+from pipeline.importers import DatasetLayoutError, discover_dataset_dirs, read_dataset
+from pipeline.records import CaseRecord, ChannelSource
+
+
+@dataclass(frozen=True)
+class CaseOutcome:
+    case_key: str
+    curated: int
+    skipped: int
+    kept: int
+
+
+def case_key(case: CaseRecord) -> str:
+    return f"{case.dataset}__{case.case_id}"
+
+
+def load_cases(sources: list[str]) -> list[CaseRecord]:
+    """All cases of all sources. A dataset whose dataset.json is unusable becomes one rejected case."""
+    cases = []
+    for source in sources:
+        for dataset_dir in discover_dataset_dirs(source):
+            try:
+                cases.extend(read_dataset(dataset_dir))
+            except DatasetLayoutError as error:
+                cases.append(
+                    CaseRecord(
+                        dataset=dataset_dir.name,
+                        case_id="dataset_json",
+                        channels=[ChannelSource(0, "unknown", dataset_dir / "dataset.json")],
+                        label_path=None,
+                        label_names={},
+                        problems=[str(error)],
+                    )
+                )
+    return cases
+
+
+def catalogued_fingerprints(root: Path) -> dict[str, tuple[str, str]]:
+    """image_id -> (source_hash, config_hash) of rows in the tables and in parts left by a killed run."""
+    fingerprints = {}
+    if (root / IMAGES_TABLE).exists():
+        table = pq.read_table(root / IMAGES_TABLE, columns=["image_id", "source_hash", "config_hash"])
+        for row in table.to_pylist():
+            fingerprints[row["image_id"]] = (row["source_hash"], row["config_hash"])
+    for key in finished_parts(root):
+        for row in read_part_images(root, key)[["image_id", "source_hash", "config_hash"]].itertuples():
+            fingerprints[row.image_id] = (row.source_hash, row.config_hash)
+    return fingerprints
+
+
+def stale_channels(case: CaseRecord, hashes: dict, config_hash: str, known: dict[str, tuple[str, str]]) -> list[int]:
+    """Channels whose catalog row is missing or was made from other source bytes or another config."""
+    label_sha = hashes.get(str(case.label_path)) if case.label_path else None
+    return [
+        c.index
+        for c in case.channels
+        if known.get(case.image_id(c)) != (source_hash(hashes.get(str(c.path)), label_sha), config_hash)
+    ]
+
+
+@task(name="curate-case", retries=2, retry_delay_seconds=2, task_run_name="curate {case.dataset}/{case.case_id}")
+def curate_case_task(
+    case: CaseRecord, config: CurationConfig, catalog_root: str, channels: list[int], hashes: dict
+) -> CaseOutcome:
+    """Curate the given channels of one case; write their shards, then the case's part file.
+
+    Bad input never raises (it becomes rejected rows); what raises is transient (I/O), hence the retries.
+    """
+    result = curate_case(case, config, channels=channels, hashes=hashes)
+    for image in result.images:
+        if image.image is not None:
+            row = image.row
+            write_shard(
+                catalog_root,
+                row["shard_path"],
+                image.image,
+                image.label,
+                attrs={
+                    "image_id": row["image_id"],
+                    "modality": row["modality"],
+                    "axis_order": "zyx",
+                    "spacing_xyz": list(image.geometry.spacing_xyz),
+                    "origin_xyz": list(image.geometry.origin_xyz),
+                    "direction": list(image.geometry.direction),
+                    "label_values": {
+                        str(m["label_value"]): m["mask_id"]
+                        for m in result.masks
+                        if m["image_id"] == row["image_id"] and m["status"] == "kept"
+                    },
+                },
+            )
+    write_part(catalog_root, case_key(case), [i.row for i in result.images], result.masks)
+    kept = sum(i.row["status"] == "kept" for i in result.images)
+    return CaseOutcome(case_key(case), curated=len(channels), skipped=len(case.channels) - len(channels), kept=kept)
+
+
+def make_task_runner(dask_address: str | None, dask_workers: int | None, threads: int):
+    """Thread pool by default; `DaskTaskRunner` for a cluster address or a local cluster of N workers."""
+    if dask_address or dask_workers:
+        from prefect_dask import DaskTaskRunner
+
+        if dask_address:
+            return DaskTaskRunner(address=dask_address)
+        return DaskTaskRunner(
+            cluster_kwargs={"n_workers": dask_workers, "threads_per_worker": 1, "processes": True},
+        )
+    return ThreadPoolTaskRunner(max_workers=threads)
+
+
+@flow(name="curate-cases")
+def curate_cases(sources: list[str], catalog_root: str, config: CurationConfig) -> list[CaseOutcome]:
+    """Find the cases and fan them out over this flow's task runner (chosen by `curate`)."""
+    logger = get_run_logger()
+    cases = load_cases(sources)
+    known = catalogued_fingerprints(Path(catalog_root))
+    logger.info("%d cases in %d sources; %d images already catalogued", len(cases), len(sources), len(known))
+    config_hash = config.config_hash()
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        all_hashes = list(pool.map(source_hashes, cases))
+    futures, outcomes = [], []
+    for case, hashes in zip(cases, all_hashes):
+        stale = stale_channels(case, hashes, config_hash, known)
+        if stale:
+            futures.append(curate_case_task.submit(case, config, catalog_root, stale, hashes))
+        else:
+            outcomes.append(CaseOutcome(case_key(case), curated=0, skipped=len(case.channels), kept=0))
+    return outcomes + [future.result() for future in futures]
+
+
+@flow(name="curate", log_prints=True)
+def curate(
+    sources: list[str],
+    catalog: str,
+    config: CurationConfig = CurationConfig(),
+    dask_address: str | None = None,
+    dask_workers: int | None = None,
+    threads: int = 2,
+) -> dict:
+    """Curate every dataset under `sources` into the catalog folder `catalog`.
+
+    Args:
+        sources: dataset folders (nnU-Net v2 raw layout) or folders of them.
+        catalog: catalog root; created if missing; reruns are incremental.
+        config: curation thresholds (defaults follow the SAM-Med3D paper).
+        dask_address: run tasks on this Dask scheduler (e.g. "tcp://127.0.0.1:8786").
+        dask_workers: or start a local Dask cluster with this many worker processes.
+        threads: thread-pool size when neither Dask option is given.
+    """
+    logger = get_run_logger()
+    root = Path(catalog)
+    root.mkdir(parents=True, exist_ok=True)
+    runner = make_task_runner(dask_address, dask_workers, threads)
+    outcomes = curate_cases.with_options(task_runner=runner)([str(s) for s in sources], str(root), config)
+
+    n_images, n_masks = consolidate(root)
+    curated = sum(o.curated for o in outcomes)
+    skipped = sum(o.skipped for o in outcomes)
+    report = curation_report_markdown(root, curated=curated, skipped=skipped)
+    create_markdown_artifact(markdown=report, key="curation-report", description="What each curation rule kept and dropped")
+    logger.info("curated %d images, skipped %d unchanged; catalog has %d images, %d masks", curated, skipped, n_images, n_masks)
+    return {"curated": curated, "skipped": skipped, "images": n_images, "masks": n_masks}
