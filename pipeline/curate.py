@@ -17,7 +17,7 @@ from pipeline import __version__ as PIPELINE_VERSION
 from pipeline.components import largest_component_ids
 from pipeline.config import CurationConfig
 from pipeline.geometry import Geometry
-from pipeline.io import HeaderInfo, UnreadableFileError, read_header, read_volume, sha256_of
+from pipeline.io import HeaderInfo, UnreadableFileError, nifti_has_nan, read_header, read_volume, sha256_of
 from pipeline.mask_cleaning import MaskStatistics, find_components, mask_statistics, rejection_reason
 from pipeline.meta_filter import check_image_header, check_label_matches_image
 from pipeline.records import CaseRecord, ChannelSource
@@ -142,6 +142,9 @@ def curate_case(
         try:
             label_image = read_volume(case.label_path)
             label_array, problem = _integer_labels(sitk.GetArrayFromImage(label_image))
+            if problem is None and label_image.GetPixelID() in (sitk.sitkFloat32, sitk.sitkFloat64):
+                if nifti_has_nan(case.label_path):
+                    label_array, problem = None, "label map contains NaN or infinite values"
         except UnreadableFileError as error:
             label_array, problem = None, f"label map unreadable: {error}"
         if problem:

@@ -7,10 +7,14 @@ Arrays returned by `read_volume` are NumPy arrays in (z, y, x) index order.
 
 from __future__ import annotations
 
+import gzip
 import hashlib
+import os
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 
+import nibabel
 import numpy as np
 import SimpleITK as sitk
 
@@ -85,9 +89,49 @@ def read_volume(path: str | Path) -> sitk.Image:
     path = Path(path)
     _require_file(path)
     try:
-        return sitk.ReadImage(str(path))
+        image = sitk.ReadImage(str(path))
     except RuntimeError as error:
         raise UnreadableFileError(f"cannot read {path.name}: {_first_line(error)}") from error
+    if path.name.endswith(".nii.gz"):
+        voxel_bytes = image.GetNumberOfPixels() * image.GetNumberOfComponentsPerPixel() * image.GetSizeOfPixelComponent()
+        _check_nifti_gzip_complete(path, voxel_bytes)
+    return image
+
+
+def nifti_has_nan(path: str | Path) -> bool:
+    """True when a float NIfTI file stores NaN voxels. ITK's NIfTI reader turns NaN into 0 silently, so a
+    label map with NaN would pass as valid; nibabel returns the stored values."""
+    path = Path(path)
+    if not path.name.endswith((".nii", ".nii.gz")):
+        return False
+    image = nibabel.load(str(path))
+    if not np.issubdtype(image.get_data_dtype(), np.floating):
+        return False
+    return bool(np.isnan(np.asanyarray(image.dataobj)).any())
+
+
+def _check_nifti_gzip_complete(path: Path, voxel_bytes: int) -> None:
+    """ITK reads a truncated .nii.gz without complaint and fills the missing voxels with zeros. A complete
+    gzip stream ends with the uncompressed length (mod 2^32), which for NIfTI is the voxel offset plus the
+    voxel bytes: comparing the two catches truncation without decompressing the file a second time."""
+    with gzip.open(path, "rb") as stream:
+        head = stream.read(176)
+    if len(head) >= 4 and struct.unpack("<i", head[:4])[0] in (348, 540):
+        little = True
+    elif len(head) >= 4 and struct.unpack(">i", head[:4])[0] in (348, 540):
+        little = False
+    else:
+        raise UnreadableFileError(f"cannot read {path.name}: not a NIfTI header")
+    order = "<" if little else ">"
+    if struct.unpack(f"{order}i", head[:4])[0] == 348:
+        offset = int(struct.unpack(f"{order}f", head[108:112])[0])
+    else:
+        offset = struct.unpack(f"{order}q", head[168:176])[0]
+    with open(path, "rb") as raw:
+        raw.seek(-4, os.SEEK_END)
+        stored_length = struct.unpack("<I", raw.read(4))[0]
+    if stored_length != (offset + voxel_bytes) % 2**32:
+        raise UnreadableFileError(f"cannot read {path.name}: truncated or corrupt gzip stream")
 
 
 def sha256_of(path: str | Path) -> str:
