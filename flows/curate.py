@@ -11,12 +11,13 @@ Reads top to bottom:
 
 from __future__ import annotations
 
+import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow.parquet as pq
-from prefect import flow, get_run_logger, task
+from prefect import flow, get_client, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.task_runners import ThreadPoolTaskRunner
 
@@ -121,10 +122,26 @@ def curate_case_task(
     return CaseOutcome(case_key(case), curated=len(channels), skipped=len(case.channels) - len(channels), kept=kept)
 
 
+def share_api_with_worker_processes() -> None:
+    """Point worker processes started from here at this run's Prefect API.
+
+    Without PREFECT_API_URL, Prefect serves a run from a temporary in-process server; Dask worker
+    processes would each start their own and report task runs there. Exporting the URL of the server in
+    use (inherited by the workers' environment) keeps every task run on one server.
+    """
+    if not os.environ.get("PREFECT_API_URL"):
+        os.environ["PREFECT_API_URL"] = str(get_client(sync_client=True).api_url)
+
+
 def make_task_runner(dask_address: str | None, dask_workers: int | None, threads: int):
-    """Thread pool by default; `DaskTaskRunner` for a cluster address or a local cluster of N workers."""
+    """Thread pool by default; `DaskTaskRunner` for a cluster address or a local cluster of N workers.
+
+    Workers of a cluster given by address must be configured with the same PREFECT_API_URL.
+    """
     if dask_address or dask_workers:
         from prefect_dask import DaskTaskRunner
+
+        share_api_with_worker_processes()
 
         if dask_address:
             return DaskTaskRunner(address=dask_address)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import cc3d
 import numpy as np
 import SimpleITK as sitk
 
@@ -17,11 +16,11 @@ from pipeline import __version__ as PIPELINE_VERSION
 from pipeline.components import largest_component_ids
 from pipeline.config import CurationConfig
 from pipeline.geometry import Geometry
-from pipeline.io import HeaderInfo, UnreadableFileError, nifti_has_nan, read_header, read_volume, sha256_of
+from pipeline.io import HeaderInfo, UnreadableFileError, read_header, read_label_map, read_volume, sha256_of
 from pipeline.mask_cleaning import MaskStatistics, find_components, mask_statistics, rejection_reason
 from pipeline.meta_filter import check_image_header, check_label_matches_image
 from pipeline.records import CaseRecord, ChannelSource
-from pipeline.resample import resample, storage_array
+from pipeline.resample import resample_image, resample_labels_with_statistics, storage_array, target_grid
 from pipeline.splits import assign_split
 from pipeline.symmetry import (
     SidePiece,
@@ -140,11 +139,8 @@ def curate_case(
     side_check = None
     if any(c.index not in reasons for c in selected):
         try:
-            label_image = read_volume(case.label_path)
+            label_image = read_label_map(case.label_path)
             label_array, problem = _integer_labels(sitk.GetArrayFromImage(label_image))
-            if problem is None and label_image.GetPixelID() in (sitk.sitkFloat32, sitk.sitkFloat64):
-                if nifti_has_nan(case.label_path):
-                    label_array, problem = None, "label map contains NaN or infinite values"
         except UnreadableFileError as error:
             label_array, problem = None, f"label map unreadable: {error}"
         if problem:
@@ -169,7 +165,8 @@ def curate_case(
             masks, final_map, flags, side_check = _clean_and_split(
                 case, label_array, label_image, reference, reference_modality, config, vocabulary
             )
-            stored_label = _store_label(final_map, label_image, masks, config)
+            grid = target_grid(Geometry.of(label_image), label_array.shape, config.target_spacing_mm)
+            stored_label = _store_label(final_map, grid, masks, config)
 
     if not masks:
         masks = _unprocessed_masks(case, vocabulary)
@@ -182,10 +179,10 @@ def curate_case(
         row = _image_row(case, channel, header, hashes, config, split)
         curated = CuratedImage(row=row)
         if channel.index in arrays:
-            resampled = resample(arrays[channel.index], config.target_spacing_mm, is_label=False)
-            curated.image = storage_array(resampled, _is_integer(arrays[channel.index]))
+            source = sitk.GetArrayViewFromImage(arrays[channel.index])
+            curated.image = storage_array(resample_image(source, grid), source.dtype.kind in "iu")
             curated.label = stored_label
-            curated.geometry = Geometry.of(resampled)
+            curated.geometry = grid.geometry
             row.update(
                 status="kept",
                 stored_shape_zyx=list(curated.image.shape),
@@ -212,23 +209,24 @@ def curate_case(
 def _integer_labels(array: np.ndarray) -> tuple[np.ndarray | None, str | None]:
     """Label map as an integer array, or a reason: NaN, non-integer values, negative values, empty map."""
     if array.dtype.kind == "f":
-        if not np.isfinite(array).all():
-            return None, "label map contains NaN or infinite values"
-        if not np.array_equal(array, np.rint(array)):
+        with np.errstate(invalid="ignore"):  # NaN has no integer value; caught just below
+            as_int = array.astype(np.int32)
+        if not np.array_equal(as_int, array):  # NaN compares unequal too; tell the two apart only on failure
+            if not np.isfinite(array).all():
+                return None, "label map contains NaN or infinite values"
             return None, "label map has non-integer (float) values; expected integer labels"
+        array = as_int
     elif array.dtype.kind not in "iub":
         return None, f"label map has unsupported pixel type {array.dtype}"
-    if array.size and array.min() < 0:
-        return None, "label map has negative values"
-    if array.size and array.max() > np.iinfo(np.int32).max:
-        return None, "label map values exceed the int32 range"
-    if not array.any():
+    if not array.size or not array.any():
         return None, "label map is empty (no labelled voxel)"
-    return array.astype(np.uint16 if array.max() < 65536 else np.int32, copy=False), None
-
-
-def _is_integer(image: sitk.Image) -> bool:
-    return sitk.GetArrayViewFromImage(image).dtype.kind in "iu"
+    low, high = array.min(), array.max()
+    if low < 0:
+        return None, "label map has negative values"
+    if high > np.iinfo(np.int32).max:
+        return None, "label map values exceed the int32 range"
+    dtype = np.uint8 if high < 256 else np.uint16 if high < 65536 else np.int32
+    return array.astype(dtype, copy=False), None
 
 
 def _unprocessed_masks(case: CaseRecord, vocabulary: Vocabulary) -> list[_Mask]:
@@ -320,11 +318,16 @@ def _clean_and_split(case, label_array, label_image, reference, modality, config
         final_map[box][(table.components[box] == piece.component) & on_side] = value
 
     kept = [m for m in masks if m.status == "kept"]
-    if kept:
-        final_stats = _value_statistics(final_map, len(masks) + 1)
-        for mask in kept:
-            centroid_zyx = final_stats["centroids"][mask.label_value]
-            mask.centroid_world = [float(v) for v in geometry.index_zyx_to_world(centroid_zyx)]
+    for mask in kept:
+        if mask.pieces is not None:
+            chosen = _largest_pieces(mask.pieces, k)
+            weights = np.array([p.voxels for p in chosen], dtype=float)
+            centroids = np.array([p.centroid_zyx for p in chosen])
+        else:
+            ids = largest_component_ids(mask.stats, k)
+            weights, centroids = table.voxels[ids].astype(float), table.centroid_zyx[ids]
+        centroid_zyx = weights @ centroids / weights.sum()
+        mask.centroid_world = [float(v) for v in geometry.index_zyx_to_world(centroid_zyx)]
     side_check = check_sides({m.category: np.asarray(m.centroid_world) for m in kept})
     if side_check.suspect:
         flags.append("orientation_suspect")
@@ -361,34 +364,19 @@ def _summarise_pieces(mask: _Mask, pieces: list[SidePiece], k: int, total_voxels
     mask.bg_fraction_volume = 1.0 - mask.source_voxels / total_voxels
 
 
-def _value_statistics(label_map: np.ndarray, n_values: int) -> dict:
-    """Voxel counts, centroids (z, y, x) and inclusive boxes of values 0..n_values of a label map."""
-    stats = cc3d.statistics(label_map, no_slice_conversion=True)
-    centroids = np.zeros((n_values + 1, 3))
-    voxels = np.zeros(n_values + 1, dtype=np.int64)
-    count = min(len(stats["voxel_counts"]), n_values + 1)
-    centroids[:count] = np.asarray(stats["centroids"])[:count]
-    voxels[:count] = stats["voxel_counts"][:count]
-    boxes = np.zeros((n_values + 1, 6), dtype=np.int64)
-    boxes[:count] = stats["bounding_boxes"][:count]
-    return {"centroids": centroids, "voxels": voxels, "bbox": boxes}
-
-
-def _store_label(final_map, label_image, masks, config) -> np.ndarray:
+def _store_label(final_map: np.ndarray, grid, masks: list[_Mask], config) -> np.ndarray:
     """Resample the final mask map (nearest) to the target grid and record stored voxels and boxes."""
     dtype = np.uint8 if len(masks) < 256 else np.uint16
-    final_image = sitk.GetImageFromArray(final_map.astype(dtype))
-    final_image.CopyInformation(label_image)
-    stored = sitk.GetArrayFromImage(resample(final_image, config.target_spacing_mm, is_label=True))
-    stats = _value_statistics(stored, len(masks) + 1)
+    final_map = final_map.astype(dtype, copy=False)
+    stored, counts, boxes = resample_labels_with_statistics(final_map, grid, len(masks) + 1)
     for mask in masks:
         if mask.status != "kept":
             continue
-        voxels = int(stats["voxels"][mask.label_value])
+        voxels = int(counts[mask.label_value])
         if voxels == 0:
             mask.reject(f"vanished when resampled to {config.target_spacing_mm} mm")
             continue
-        z0, z1, y0, y1, x0, x1 = (int(v) for v in stats["bbox"][mask.label_value])
+        z0, z1, y0, y1, x0, x1 = (int(v) for v in boxes[mask.label_value])
         mask.stored_voxels = voxels
         mask.stored_bbox = [z0, y0, x0, z1 + 1, y1 + 1, x1 + 1]
     return stored

@@ -98,16 +98,23 @@ def read_volume(path: str | Path) -> sitk.Image:
     return image
 
 
-def nifti_has_nan(path: str | Path) -> bool:
-    """True when a float NIfTI file stores NaN voxels. ITK's NIfTI reader turns NaN into 0 silently, so a
-    label map with NaN would pass as valid; nibabel returns the stored values."""
+def read_label_map(path: str | Path) -> sitk.Image:
+    """Full read of a label map. Float NIfTI label maps are read with nibabel: ITK's NIfTI reader turns NaN
+    voxels into 0 without a word, and a label map with NaN must be caught, not silently repaired."""
     path = Path(path)
-    if not path.name.endswith((".nii", ".nii.gz")):
-        return False
-    image = nibabel.load(str(path))
-    if not np.issubdtype(image.get_data_dtype(), np.floating):
-        return False
-    return bool(np.isnan(np.asanyarray(image.dataobj)).any())
+    header = read_header(path)
+    if not (path.name.endswith((".nii", ".nii.gz")) and "float" in header.pixel_type and header.dimension == 3):
+        return read_volume(path)
+    try:
+        data = np.asanyarray(nibabel.load(str(path)).dataobj)
+    except Exception as error:  # nibabel raises several types for a damaged file; all mean unreadable
+        raise UnreadableFileError(f"cannot read {path.name}: {error}") from error
+    # NIfTI voxel (i, j, k) is ITK index (x, y, z), so the transposed array is in (z, y, x) order.
+    image = sitk.GetImageFromArray(np.ascontiguousarray(data.T))
+    image.SetSpacing(header.spacing_xyz)
+    image.SetOrigin(header.origin_xyz)
+    image.SetDirection(header.direction)
+    return image
 
 
 def _check_nifti_gzip_complete(path: Path, voxel_bytes: int) -> None:

@@ -1,0 +1,154 @@
+"""Own checkpoint round trip and strict loading of the published SAM-Med3D layout."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+import torch
+
+from model import build_model, load_model_weights, load_published_checkpoint, published_to_ours, save_checkpoint
+
+
+def test_own_checkpoint_round_trip(tiny, tmp_path):
+    path = tmp_path / "tiny.pt"
+    save_checkpoint(path, tiny, extra={"epoch": 3, "best_dice": 0.5})
+    payload = torch.load(path, map_location="cpu", weights_only=True)
+    assert payload["extra"] == {"epoch": 3, "best_dice": 0.5}
+    restored = load_model_weights(path)
+    assert restored.name == "vit_tiny" and restored.attention_mode == "native"
+    for name, value in tiny.state_dict().items():
+        torch.testing.assert_close(restored.state_dict()[name], value, rtol=0, atol=0)
+    with pytest.raises(ValueError):
+        load_model_weights(path, build_model("vit_tiny", attention_mode="reference"))
+
+
+def published_shapes() -> dict[str, tuple[int, ...]]:
+    """Names and shapes of the published vit_b_ori state dict, written out from its configuration."""
+    s: dict[str, tuple[int, ...]] = {
+        "image_encoder.patch_embed.proj.weight": (768, 1, 16, 16, 16),
+        "image_encoder.patch_embed.proj.bias": (768,),
+        "image_encoder.pos_embed": (1, 8, 8, 8, 768),
+        "image_encoder.neck.0.weight": (384, 768, 1, 1, 1),
+        "image_encoder.neck.1.weight": (384,),
+        "image_encoder.neck.1.bias": (384,),
+        "image_encoder.neck.2.weight": (384, 384, 3, 3, 3),
+        "image_encoder.neck.3.weight": (384,),
+        "image_encoder.neck.3.bias": (384,),
+        "prompt_encoder.pe_layer.positional_encoding_gaussian_matrix": (3, 128),  # 384 = [sin, cos, sin] x 128
+        "prompt_encoder.point_embeddings.0.weight": (1, 384),
+        "prompt_encoder.point_embeddings.1.weight": (1, 384),
+        "prompt_encoder.not_a_point_embed.weight": (1, 384),
+        "prompt_encoder.mask_downscaling.0.weight": (4, 1, 2, 2, 2),
+        "prompt_encoder.mask_downscaling.0.bias": (4,),
+        "prompt_encoder.mask_downscaling.1.weight": (4,),
+        "prompt_encoder.mask_downscaling.1.bias": (4,),
+        "prompt_encoder.mask_downscaling.3.weight": (16, 4, 2, 2, 2),
+        "prompt_encoder.mask_downscaling.3.bias": (16,),
+        "prompt_encoder.mask_downscaling.4.weight": (16,),
+        "prompt_encoder.mask_downscaling.4.bias": (16,),
+        "prompt_encoder.mask_downscaling.6.weight": (384, 16, 1, 1, 1),
+        "prompt_encoder.mask_downscaling.6.bias": (384,),
+        "prompt_encoder.no_mask_embed.weight": (1, 384),
+        "mask_decoder.iou_token.weight": (1, 384),
+        "mask_decoder.mask_tokens.weight": (4, 384),
+        "mask_decoder.output_upscaling.0.weight": (384, 96, 2, 2, 2),
+        "mask_decoder.output_upscaling.0.bias": (96,),
+        "mask_decoder.output_upscaling.1.weight": (96,),
+        "mask_decoder.output_upscaling.1.bias": (96,),
+        "mask_decoder.output_upscaling.3.weight": (96, 48, 2, 2, 2),
+        "mask_decoder.output_upscaling.3.bias": (48,),
+        "mask_decoder.transformer.norm_final_attn.weight": (384,),
+        "mask_decoder.transformer.norm_final_attn.bias": (384,),
+    }
+
+    def linear(prefix: str, i: int, o: int) -> None:
+        s[prefix + ".weight"] = (o, i)
+        s[prefix + ".bias"] = (o,)
+
+    def attention(prefix: str, inner: int) -> None:
+        for proj in ("q_proj", "k_proj", "v_proj"):
+            linear(f"{prefix}.{proj}", 384, inner)
+        linear(f"{prefix}.out_proj", inner, 384)
+
+    for i in range(12):
+        b = f"image_encoder.blocks.{i}"
+        rows = 15 if (i + 1) % 3 == 0 else 27  # global 2*8-1, windowed 2*14-1
+        for norm in ("norm1", "norm2"):
+            s[f"{b}.{norm}.weight"] = s[f"{b}.{norm}.bias"] = (768,)
+        linear(f"{b}.attn.qkv", 768, 2304)
+        linear(f"{b}.attn.proj", 768, 768)
+        for axis in "dhw":
+            s[f"{b}.attn.rel_pos_{axis}"] = (rows, 64)
+        linear(f"{b}.mlp.lin1", 768, 3072)
+        linear(f"{b}.mlp.lin2", 3072, 768)
+    for i in range(2):
+        layer = f"mask_decoder.transformer.layers.{i}"
+        attention(f"{layer}.self_attn", 384)
+        attention(f"{layer}.cross_attn_token_to_image", 192)
+        attention(f"{layer}.cross_attn_image_to_token", 192)
+        for norm in ("norm1", "norm2", "norm3", "norm4"):
+            s[f"{layer}.{norm}.weight"] = s[f"{layer}.{norm}.bias"] = (384,)
+        linear(f"{layer}.mlp.lin1", 384, 2048)
+        linear(f"{layer}.mlp.lin2", 2048, 384)
+    attention("mask_decoder.transformer.final_attn_token_to_image", 192)
+    for t in range(4):
+        linear(f"mask_decoder.output_hypernetworks_mlps.{t}.layers.0", 384, 384)
+        linear(f"mask_decoder.output_hypernetworks_mlps.{t}.layers.1", 384, 384)
+        linear(f"mask_decoder.output_hypernetworks_mlps.{t}.layers.2", 384, 48)
+    linear("mask_decoder.iou_prediction_head.layers.0", 384, 256)
+    linear("mask_decoder.iou_prediction_head.layers.1", 256, 256)
+    linear("mask_decoder.iou_prediction_head.layers.2", 256, 4)
+    return s
+
+
+@pytest.fixture(scope="module")
+def published():
+    gen = torch.Generator().manual_seed(1)
+    return {name: torch.randn(shape, generator=gen) for name, shape in published_shapes().items()}
+
+
+def test_published_layout_size():
+    total = sum(torch.Size(shape).numel() for shape in published_shapes().values())
+    assert total == 100_509_232 + 3 * 128  # parameters plus the Gaussian matrix buffer
+
+
+def test_mapping_is_injective():
+    names = [published_to_ours(key) for key in published_shapes()]
+    assert len(set(names)) == len(names)
+    assert published_to_ours("image_encoder.blocks.7.attn.rel_pos_d") == "image_encoder.blocks.7.attn.rel_pos_z"
+    assert published_to_ours("prompt_encoder.point_embeddings.1.weight") == "prompt_encoder.positive_point_embed"
+    with pytest.raises(KeyError):
+        published_to_ours("image_encoder.blocks.0.attn.rel_pos_t")
+
+
+def test_published_checkpoint_loads_completely(published):
+    model, not_loaded = load_published_checkpoint({"model_state_dict": published, "epoch": 10})
+    assert model.attention_mode == "reference" and model.name == "vit_b_ori"
+    assert not_loaded == ["prompt_encoder.box_corner_embed"]
+    ours = model.state_dict()
+    for key, value in published.items():
+        assert torch.equal(ours[published_to_ours(key)], value), key
+
+
+@pytest.mark.parametrize("breakage", ["unknown_key", "wrong_shape", "missing_key"])
+def test_published_checkpoint_is_strict(published, breakage):
+    broken = dict(published)
+    if breakage == "unknown_key":
+        broken["image_encoder.extra.weight"] = torch.zeros(3)
+    elif breakage == "wrong_shape":
+        broken["image_encoder.blocks.0.attn.rel_pos_h"] = torch.zeros(15, 64)  # global size in a windowed block
+    else:
+        del broken["mask_decoder.mask_tokens.weight"]
+    with pytest.raises(ValueError):
+        load_published_checkpoint({"model_state_dict": broken})
+
+
+def test_published_checkpoint_from_file(tmp_path):
+    # Exercises the weights_only file path, including the argparse.Namespace the published trainer stores.
+    state = {name: torch.zeros(shape) for name, shape in published_shapes().items()}
+    path = tmp_path / "sam_med3d.pth"
+    torch.save({"model_state_dict": state, "args": argparse.Namespace(lr=1e-4)}, path)
+    model, not_loaded = load_published_checkpoint(path)
+    assert not_loaded == ["prompt_encoder.box_corner_embed"]
+    assert model.image_encoder.pos_embed.abs().sum() == 0
