@@ -1,7 +1,13 @@
 """The catalog's table schemas. Columns ending in `_xyz` are in SimpleITK (x, y, z) order; `_zyx` in array order.
 
 World coordinates are mm in the LPS frame; directions are 9 row-major cosines; bboxes are stored-grid voxel
-indices (z0, y0, x0, z1, y1, x1) with exclusive ends.
+indices (z0, y0, x0, z1, y1, x1) with exclusive ends. `_spl` columns are in the patient axis order
+(superior, posterior, left) of `pipeline.fingerprint`.
+
+Duplicates (`catalog.leaks`): `stored_sha256` and `similarity_signature` (flattened (n_S, 4, 4) float32)
+fingerprint each kept image. `split` is assigned over the whole catalog at every consolidation
+(`catalog.splits`): per dataset, and equal for every case of a `duplicate_group` (null for an image with
+no duplicate).
 """
 
 from __future__ import annotations
@@ -9,6 +15,7 @@ from __future__ import annotations
 import pyarrow as pa
 
 _floats = pa.list_(pa.float64())
+_floats32 = pa.list_(pa.float32())
 _ints = pa.list_(pa.int64())
 _strings = pa.list_(pa.string())
 
@@ -39,6 +46,9 @@ IMAGE_SCHEMA = pa.schema(
         ("stored_origin_xyz", _floats),
         ("stored_direction", _floats),
         ("stored_dtype", pa.string()),
+        ("stored_sha256", pa.string()),
+        ("similarity_signature", _floats32),
+        ("canonical_shape_spl", _ints),
         ("shard_path", pa.string()),
         ("status", pa.string()),
         ("reason", pa.string()),
@@ -48,6 +58,7 @@ IMAGE_SCHEMA = pa.schema(
         ("masks_total", pa.int64()),
         ("masks_kept", pa.int64()),
         ("split", pa.string()),
+        ("duplicate_group", pa.string()),
         ("pipeline_version", pa.string()),
         ("config_hash", pa.string()),
     ]

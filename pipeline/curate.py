@@ -7,6 +7,7 @@ what the catalog writer persists; nothing here touches Zarr or Prefect.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -15,13 +16,14 @@ import SimpleITK as sitk
 from pipeline import __version__ as PIPELINE_VERSION
 from pipeline.components import largest_component_ids
 from pipeline.config import CurationConfig
+from pipeline.fingerprint import slice_signature, stored_image_sha256
 from pipeline.geometry import Geometry
 from pipeline.io import HeaderInfo, UnreadableFileError, read_header, read_label_map, read_volume, sha256_of
+from pipeline.label_masks import merge_binary_masks
 from pipeline.mask_cleaning import MaskStatistics, find_components, mask_statistics, rejection_reason
 from pipeline.meta_filter import check_image_header, check_label_matches_image
 from pipeline.records import CaseRecord, ChannelSource
 from pipeline.resample import resample_image, resample_labels_with_statistics, storage_array, target_grid
-from pipeline.splits import assign_split
 from pipeline.symmetry import (
     SidePiece,
     body_midline_x,
@@ -34,6 +36,7 @@ from pipeline.vocabulary import Vocabulary, default_vocabulary, parse_label_name
 
 ORIENTATION_SUSPECT = "orientation_suspect"
 MIDLINE_FROM_FIELD_OF_VIEW = "midline_from_field_of_view"
+OVERLAPPING_MASKS = "overlapping_masks"
 
 
 @dataclass
@@ -90,9 +93,25 @@ class _Mask:
 
 
 def source_hashes(case: CaseRecord) -> dict[str, str | None]:
-    """sha256 of each existing source file of the case, keyed by path (missing files map to None)."""
+    """sha256 of each existing source of the case, keyed by path (missing files map to None).
+
+    A DICOM series folder hashes its files. For labels split over several mask files, the key of
+    `label_path` maps to the sha256 of all of them (their sha256s in label value order), so a changed
+    mask file makes the case stale like a changed label map would.
+    """
     paths = [c.path for c in case.channels] + ([case.label_path] if case.label_path else [])
-    return {str(p): (sha256_of(p) if p.is_file() else None) for p in paths}
+    hashes = {str(p): (sha256_of(p) if p.exists() else None) for p in paths}
+    if case.label_mask_paths:
+        parts = [(v, p, sha256_of(p) if p.is_file() else None) for v, p in sorted(case.label_mask_paths.items())]
+        combined = None
+        if all(sha for _, _, sha in parts):
+            combined = sha256_text("".join(f"{v}:{p.name}:{sha}\n" for v, p, sha in parts))
+        hashes[str(case.label_path)] = combined
+    return hashes
+
+
+def sha256_text(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def curate_case(
@@ -123,7 +142,7 @@ def curate_case(
             reasons[channel.index] = label_problem
             continue
         try:
-            headers[channel.index] = read_header(channel.path)
+            headers[channel.index] = read_header(channel.path, channel.component)
         except UnreadableFileError as error:
             reasons[channel.index] = f"image unreadable: {error}"
             continue
@@ -139,7 +158,7 @@ def curate_case(
     side_check = None
     if any(c.index not in reasons for c in selected):
         try:
-            label_image = read_label_map(case.label_path)
+            label_image, overlap_voxels = _read_label(case)
             label_array, problem = _integer_labels(sitk.GetArrayFromImage(label_image))
         except UnreadableFileError as error:
             label_array, problem = None, f"label map unreadable: {error}"
@@ -151,7 +170,7 @@ def curate_case(
                 if channel.index in reasons:
                     continue
                 try:
-                    image = read_volume(channel.path)
+                    image = read_volume(channel.path, channel.component)
                 except UnreadableFileError as error:
                     reasons[channel.index] = f"image unreadable: {error}"
                     continue
@@ -165,26 +184,31 @@ def curate_case(
             masks, final_map, flags, side_check = _clean_and_split(
                 case, label_array, label_image, reference, reference_modality, config, vocabulary
             )
+            if overlap_voxels:
+                flags.append(OVERLAPPING_MASKS)
             grid = target_grid(Geometry.of(label_image), label_array.shape, config.target_spacing_mm)
             stored_label = _store_label(final_map, grid, masks, config)
 
     if not masks:
         masks = _unprocessed_masks(case, vocabulary)
 
-    split = assign_split(case.dataset, case.case_id, config.split_fractions)
     result = CaseResult(images=[], masks=[])
     for channel in selected:
         image_id = case.image_id(channel)
         header = headers.get(channel.index)
-        row = _image_row(case, channel, header, hashes, config, split)
+        row = _image_row(case, channel, header, hashes, config)
         curated = CuratedImage(row=row)
         if channel.index in arrays:
             source = sitk.GetArrayViewFromImage(arrays[channel.index])
             curated.image = storage_array(resample_image(source, grid), source.dtype.kind in "iu")
             curated.label = stored_label
             curated.geometry = grid.geometry
+            signature, patient_shape = slice_signature(curated.image, curated.geometry.direction)
             row.update(
                 status="kept",
+                stored_sha256=stored_image_sha256(curated.image),
+                similarity_signature=signature.ravel().tolist(),
+                canonical_shape_spl=list(patient_shape),
                 stored_shape_zyx=list(curated.image.shape),
                 stored_spacing_xyz=list(curated.geometry.spacing_xyz),
                 stored_origin_xyz=list(curated.geometry.origin_xyz),
@@ -202,8 +226,16 @@ def curate_case(
         result.images.append(curated)
         image_reason = None if row["status"] == "kept" else f"image rejected: {row['reason']}"
         for index, mask in enumerate(masks):
-            result.masks.append(_mask_row(case, channel, image_id, index, mask, image_reason, split, config))
+            result.masks.append(_mask_row(case, channel, image_id, index, mask, image_reason, config))
     return result
+
+
+def _read_label(case: CaseRecord) -> tuple[sitk.Image, int]:
+    """The case's label map and the number of voxels claimed by two mask files (0 for one label map)."""
+    if case.label_mask_paths:
+        merged = merge_binary_masks(case.label_mask_paths)
+        return merged.image, merged.overlap_voxels
+    return read_label_map(case.label_path), 0
 
 
 def _integer_labels(array: np.ndarray) -> tuple[np.ndarray | None, str | None]:
@@ -382,7 +414,7 @@ def _store_label(final_map: np.ndarray, grid, masks: list[_Mask], config) -> np.
     return stored
 
 
-def _image_row(case: CaseRecord, channel: ChannelSource, header, hashes, config, split) -> dict:
+def _image_row(case: CaseRecord, channel: ChannelSource, header, hashes, config) -> dict:
     image_sha = hashes.get(str(channel.path))
     label_sha = hashes.get(str(case.label_path)) if case.label_path else None
     return {
@@ -411,13 +443,17 @@ def _image_row(case: CaseRecord, channel: ChannelSource, header, hashes, config,
         "stored_origin_xyz": None,
         "stored_direction": None,
         "stored_dtype": None,
+        "stored_sha256": None,
+        "similarity_signature": None,
+        "canonical_shape_spl": None,
         "shard_path": None,
         "status": None,
         "reason": None,
         "flags": [],
         "side_pairs": 0,
         "side_pairs_disagreeing": [],
-        "split": split,
+        "split": None,  # assigned over the whole catalog when the tables are written (catalog.splits)
+        "duplicate_group": None,
         "pipeline_version": PIPELINE_VERSION,
         "config_hash": config.config_hash(),
     }
@@ -427,7 +463,7 @@ def source_hash(image_sha: str | None, label_sha: str | None) -> str:
     return f"{image_sha or 'missing'}:{label_sha or 'missing'}"
 
 
-def _mask_row(case, channel, image_id, index, mask: _Mask, image_reason, split, config) -> dict:
+def _mask_row(case, channel, image_id, index, mask: _Mask, image_reason, config) -> dict:
     status, reason = mask.status, mask.reason
     if image_reason:
         status, reason = "rejected", image_reason
@@ -459,6 +495,6 @@ def _mask_row(case, channel, image_id, index, mask: _Mask, image_reason, split, 
         "centroid_world_xyz": mask.centroid_world,
         "stored_voxels": mask.stored_voxels if status == "kept" else 0,
         "bbox_zyx": mask.stored_bbox if status == "kept" else None,
-        "split": split,
+        "split": None,  # assigned over the whole catalog when the tables are written (catalog.splits)
         "config_hash": config.config_hash(),
     }

@@ -1,8 +1,11 @@
-"""Reading images and label maps with SimpleITK (NIfTI, NRRD, MHA, anything ITK reads).
+"""Reading images and label maps with SimpleITK (NIfTI, NRRD, MHA, anything ITK reads, DICOM series).
 
 Geometry follows SimpleITK: sizes, spacings and origins in (x, y, z) order, world coordinates in mm in
 the LPS frame (+x = patient's left, +y = posterior, +z = superior), direction as 9 row-major cosines.
 Arrays returned by `read_volume` are NumPy arrays in (z, y, x) index order.
+
+An image path may be a folder holding one DICOM series (`pipeline.importers.dicom`), and a channel may
+be one volume of a 4D file (`component`: index along the 4th dimension, the Decathlon's channel axis).
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ import gzip
 import hashlib
 import os
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import nibabel
@@ -62,9 +65,15 @@ def _require_file(path: Path) -> None:
         raise UnreadableFileError(f"file not found: {path}")
 
 
-def read_header(path: str | Path) -> HeaderInfo:
-    """Header-only read. Raises `UnreadableFileError` with the reader's message for a bad file."""
+def read_header(path: str | Path, component: int | None = None) -> HeaderInfo:
+    """Header-only read. Raises `UnreadableFileError` with the reader's message for a bad file.
+
+    `path` may be a DICOM series folder. With `component`, the header is that of the 3D volume at this
+    index of the 4D file's 4th dimension.
+    """
     path = Path(path)
+    if path.is_dir():
+        return _dicom_series_header(path)
     _require_file(path)
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))
@@ -72,7 +81,7 @@ def read_header(path: str | Path) -> HeaderInfo:
         reader.ReadImageInformation()
     except RuntimeError as error:
         raise UnreadableFileError(f"cannot read header of {path.name}: {_first_line(error)}") from error
-    return HeaderInfo(
+    header = HeaderInfo(
         path=str(path),
         dimension=reader.GetDimension(),
         size_xyz=tuple(int(v) for v in reader.GetSize()),
@@ -82,11 +91,43 @@ def read_header(path: str | Path) -> HeaderInfo:
         components=reader.GetNumberOfComponents(),
         pixel_type=sitk.GetPixelIDValueAsString(reader.GetPixelID()),
     )
+    return header if component is None else _component_header(header, component)
 
 
-def read_volume(path: str | Path) -> sitk.Image:
-    """Full read of a scalar 3D image. Raises `UnreadableFileError` (truncated gzip, bad header...)."""
+def _check_component(name: str, dimension: int, components: int, size: tuple[int, ...], component: int) -> None:
+    if dimension != 4 or components != 1:
+        raise UnreadableFileError(
+            f"{name} is {dimension}D with {components} components per voxel; "
+            f"channel {component} was expected along the 4th dimension of a 4D file"
+        )
+    if not 0 <= component < size[3]:
+        raise UnreadableFileError(f"{name} holds {size[3]} volumes; channel {component} is not one of them")
+
+
+def _component_header(header: HeaderInfo, component: int) -> HeaderInfo:
+    """The 3D header of one volume of a 4D file: the first three axes of its geometry."""
+    _check_component(Path(header.path).name, header.dimension, header.components, header.size_xyz, component)
+    direction = np.asarray(header.direction).reshape(4, 4)[:3, :3]
+    return HeaderInfo(
+        path=header.path,
+        dimension=3,
+        size_xyz=header.size_xyz[:3],
+        spacing_xyz=header.spacing_xyz[:3],
+        origin_xyz=header.origin_xyz[:3],
+        direction=tuple(float(v) for v in direction.ravel()),
+        components=1,
+        pixel_type=header.pixel_type,
+    )
+
+
+def read_volume(path: str | Path, component: int | None = None) -> sitk.Image:
+    """Full read of a scalar 3D image (or DICOM series folder, or one `component` of a 4D file).
+
+    Raises `UnreadableFileError` (truncated gzip, bad header...).
+    """
     path = Path(path)
+    if path.is_dir():
+        return _read_dicom_series(path)
     _require_file(path)
     try:
         image = sitk.ReadImage(str(path))
@@ -95,7 +136,54 @@ def read_volume(path: str | Path) -> sitk.Image:
     if path.name.endswith(".nii.gz"):
         voxel_bytes = image.GetNumberOfPixels() * image.GetNumberOfComponentsPerPixel() * image.GetSizeOfPixelComponent()
         _check_nifti_gzip_complete(path, voxel_bytes)
-    return image
+    if component is None:
+        return image
+    _check_component(path.name, image.GetDimension(), image.GetNumberOfComponentsPerPixel(), image.GetSize(), component)
+    size = list(image.GetSize())
+    size[3] = 0  # a zero extent along an axis makes Extract drop that axis
+    return sitk.Extract(image, size=size, index=[0, 0, 0, component])
+
+
+def dicom_series_files(folder: str | Path) -> list[str]:
+    """The files of the one DICOM series in `folder`, sorted by slice position (GDCM's order)."""
+    folder = Path(folder)
+    series = sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder))
+    if not series:
+        raise UnreadableFileError(f"no DICOM series in {folder.name}/")
+    if len(series) > 1:
+        raise UnreadableFileError(f"{len(series)} DICOM series in {folder.name}/; expected one per image folder")
+    return list(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), series[0]))
+
+
+def _dicom_series_header(folder: Path) -> HeaderInfo:
+    """Series geometry from the first and last slices' headers (no pixel data read), as ImageSeriesReader
+    builds it: origin of the first slice, slice spacing = distance of the outer slices / (n - 1)."""
+    files = dicom_series_files(folder)
+    first, last = read_header(files[0]), read_header(files[-1])
+    if len(files) == 1:  # a multi-frame file holds the whole volume
+        return replace(first, path=str(folder))
+    if first.size_xyz[2] != 1 or last.size_xyz[:2] != first.size_xyz[:2]:
+        raise UnreadableFileError(f"DICOM series in {folder.name}/ does not consist of single 2D slices of one size")
+    spacing_z = float(np.linalg.norm(np.subtract(last.origin_xyz, first.origin_xyz))) / (len(files) - 1)
+    return HeaderInfo(
+        path=str(folder),
+        dimension=3,
+        size_xyz=(first.size_xyz[0], first.size_xyz[1], len(files)),
+        spacing_xyz=(first.spacing_xyz[0], first.spacing_xyz[1], spacing_z),
+        origin_xyz=first.origin_xyz,
+        direction=first.direction,
+        components=first.components,
+        pixel_type=first.pixel_type,
+    )
+
+
+def _read_dicom_series(folder: Path) -> sitk.Image:
+    reader = sitk.ImageSeriesReader()
+    reader.SetFileNames(dicom_series_files(folder))
+    try:
+        return reader.Execute()
+    except RuntimeError as error:
+        raise UnreadableFileError(f"cannot read the DICOM series in {folder.name}/: {_first_line(error)}") from error
 
 
 def read_label_map(path: str | Path) -> sitk.Image:
@@ -142,6 +230,13 @@ def _check_nifti_gzip_complete(path: Path, voxel_bytes: int) -> None:
 
 
 def sha256_of(path: str | Path) -> str:
+    """sha256 of a file; of a folder (a DICOM series), sha256 over its files' relative names and sha256s."""
+    path = Path(path)
+    if path.is_dir():
+        digest = hashlib.sha256()
+        for member in sorted(p for p in path.rglob("*") if p.is_file()):
+            digest.update(f"{member.relative_to(path).as_posix()}:{sha256_of(member)}\n".encode())
+        return digest.hexdigest()
     with open(path, "rb") as handle:
         return hashlib.file_digest(handle, "sha256").hexdigest()
 

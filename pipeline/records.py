@@ -25,9 +25,16 @@ def modality_of(channel_name: str) -> str:
 
 @dataclass(frozen=True)
 class ChannelSource:
+    """One image channel of a case. `path` is an image file, or a folder holding one DICOM series.
+
+    `component` is set when several channels share one 4D file (the Medical Segmentation Decathlon
+    layout): the channel is the 3D volume at that index of the file's 4th dimension.
+    """
+
     index: int
     name: str
     path: Path
+    component: int | None = None
 
     @property
     def modality(self) -> str:
@@ -40,6 +47,10 @@ class CaseRecord:
 
     `label_names` maps label value -> the dataset's own name. `problems` holds reasons found while
     reading the layout (a named file that does not exist, ...); a case with problems is rejected whole.
+
+    Layouts with one binary mask file per structure (SAM-Med3D, TotalSegmentator) set
+    `label_mask_paths` (label value -> mask file); the label map is then their union
+    (`pipeline.label_masks.merge_binary_masks`) and `label_path` names the first of them.
     """
 
     dataset: str
@@ -49,6 +60,7 @@ class CaseRecord:
     label_names: dict[int, str]
     synthetic: bool = False
     problems: list[str] = field(default_factory=list)
+    label_mask_paths: dict[int, Path] = field(default_factory=dict)
 
     def image_id(self, channel: ChannelSource) -> str:
         return image_id_for(self.dataset, self.case_id, channel.index)

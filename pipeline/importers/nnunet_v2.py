@@ -13,14 +13,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from pipeline.importers.files import DatasetLayoutError
 from pipeline.records import CaseRecord, ChannelSource
 
-
-class DatasetLayoutError(Exception):
-    """A dataset folder cannot be read at all (no dataset.json, corrupt JSON, missing keys)."""
+__all__ = ["DatasetLayoutError", "is_nnunet_v2_dataset", "read_nnunet_v2_dataset"]
 
 
 def is_nnunet_v2_dataset(path: Path) -> bool:
+    """dataset.json beside imagesTr/ (a Decathlon dataset looks the same: `detect_layout` asks first)."""
     return (path / "dataset.json").is_file() and (path / "imagesTr").is_dir()
 
 
