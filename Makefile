@@ -8,7 +8,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export DO_NOT_TRACK := 1
 export DASK_LOGGING__DISTRIBUTED := warning
 
-.PHONY: setup demo test bench clean
+.PHONY: setup demo test test-integration bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,11 @@ test: setup
 bench: setup
 	$(BIN)/python bench/bench_curation.py
 	$(BIN)/python bench/bench_model.py
+	$(BIN)/python bench/bench_patches.py
+	$(BIN)/python bench/bench_dask.py
+
+test-integration: setup
+	$(BIN)/python -m pytest -q tests/flows/test_integration.py tests/flows/test_faults.py
 
 clean:
 	rm -rf demo-output bench/out .pytest_cache

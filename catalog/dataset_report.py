@@ -95,7 +95,8 @@ def _plot_dataset(dataset: str, images: pd.DataFrame, masks: pd.DataFrame, out: 
     with_header = images[images.original_spacing_xyz.notna()]
     for axis, column, label in ((axes[0, 0], "original_spacing_xyz", "spacing (mm)"),
                                 (axes[0, 1], "extent_mm_xyz", "physical extent (mm)")):
-        values = np.array([list(v) for v in with_header[column]], dtype=float).reshape(-1, 3)
+        # 4D images (rejected at step 1) have four entries; only 3D geometry goes into the histograms.
+        values = np.array([list(v) for v in with_header[column] if len(v) == 3], dtype=float).reshape(-1, 3)
         if len(values):
             bins = np.histogram_bin_edges(values, bins=20)
             for index, name in enumerate("xyz"):

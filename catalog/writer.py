@@ -22,6 +22,7 @@ import pyarrow.parquet as pq
 import zarr
 from zarr.codecs import ZstdCodec
 
+from catalog.leaks import apply_group_splits
 from catalog.schema import (
     CHUNK_SHAPE,
     IMAGE_SCHEMA,
@@ -98,13 +99,15 @@ def read_part_images(root: str | Path, key: str) -> pd.DataFrame:
     return pq.read_table(Path(root) / PARTS_DIR / f"{key}.images.parquet").to_pandas()
 
 
-def consolidate(root: str | Path) -> tuple[int, int]:
+def consolidate(root: str | Path, split_fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)) -> tuple[int, int]:
     """Fold finished parts into the two tables (rows of the same image replaced), then clean up.
 
-    Returns the number of image and mask rows in the new tables. Also removes temporary shards left by a
-    killed run and shards no kept row points to.
+    Returns the number of image and mask rows in the new tables. Also removes temporary files and shards
+    left by a killed run and shards no kept row points to. Call it only while holding the catalog's lock
+    (catalog.lock), after every writer of the run has finished: any temporary file is then an orphan.
     """
     root = Path(root)
+    _remove_temporary_files(root)
     keys = finished_parts(root)
     if not keys and (root / IMAGES_TABLE).exists():
         return pq.read_metadata(root / IMAGES_TABLE).num_rows, _row_count(root / MASKS_TABLE)
@@ -118,6 +121,7 @@ def consolidate(root: str | Path) -> tuple[int, int]:
         replaced = pa.array(sorted(set(new_images.column("image_id").to_pylist())))
         images = pa.concat_tables([_without(images, replaced), new_images.cast(IMAGE_SCHEMA)])
         masks = pa.concat_tables([_without(masks, replaced), new_masks.cast(MASK_SCHEMA)])
+    images, masks = apply_group_splits(images, masks, split_fractions)
     images = images.sort_by("image_id")
     masks = masks.sort_by("mask_id")
     _atomic_parquet(masks, root / MASKS_TABLE)
@@ -153,6 +157,13 @@ def _atomic_parquet(table: pa.Table, path: Path) -> None:
     tmp = path.parent / f"{_TMP_PREFIX}{path.name}-{uuid.uuid4().hex[:8]}"
     pq.write_table(table, tmp)
     os.replace(tmp, path)
+
+
+def _remove_temporary_files(root: Path) -> None:
+    """Temporary part and table files of a writer killed before its rename (their names match no part)."""
+    for folder in (root, root / PARTS_DIR):
+        for leftover in folder.glob(f"{_TMP_PREFIX}*.parquet-*"):
+            leftover.unlink(missing_ok=True)
 
 
 def _remove_stale_shards(root: Path, images: pa.Table) -> None:

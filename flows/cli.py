@@ -1,8 +1,13 @@
-"""`sammed3d`: the command line. Bad arguments or inputs end with one sentence on stderr, not a traceback."""
+"""`sammed3d`: the command line. Bad arguments or inputs end with one sentence on stderr, not a traceback.
+
+Subcommands that live in other modules (training, evaluation, inference, serving, catalog tools) are
+imported only when they are the command being run, so `sammed3d catalog summary` does not pay for torch.
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from pathlib import Path
 
@@ -10,15 +15,41 @@ import pandas as pd
 
 _EXPECTED_ERRORS: tuple[type[Exception], ...] = (FileNotFoundError, ValueError, KeyError)
 
+# command -> (module with add_arguments(subparsers) and run(args), one-line help)
+_MODULE_COMMANDS = {
+    "train": ("model.trainer", "train the network on 128³ patches from a catalog"),
+    "evaluate": ("model.evaluate", "click-based evaluation (Dice after 1/3/5/10 clicks) with a baseline"),
+    "segment": ("model.inference", "segment an image from clicks, without ground truth"),
+    "serve": ("flows.deployments", "serve the curate flow as a Prefect deployment"),
+}
+_CATALOG_MODULE_COMMANDS = {
+    "show": ("catalog.qc", "QC picture of one mask (axial, coronal, sagittal views)"),
+    "leaks": ("catalog.leaks", "list images that are the same scan (duplicates, crops)"),
+    "report": ("catalog.dataset_report", "per-dataset report: counts, reasons, histograms, duplicates"),
+}
 
-def _parser() -> argparse.ArgumentParser:
+
+def _add_module_commands(subparsers, commands: dict, selected: str | None) -> None:
+    for name, (module, help_text) in commands.items():
+        if name == selected:
+            importlib.import_module(module).add_arguments(subparsers)
+        else:
+            subparsers.add_parser(name, help=help_text)
+
+
+def _parser(argv: list[str]) -> argparse.ArgumentParser:
+    from pipeline.importers import LAYOUTS
+
     parser = argparse.ArgumentParser(prog="sammed3d", description="SAM-Med3D curation catalog and trainer")
     commands = parser.add_subparsers(dest="command", required=True)
+    words = [a for a in argv if not a.startswith("-")]
+    selected = words[0] if words else None
 
     curate = commands.add_parser("curate", help="curate datasets into a Zarr/Parquet catalog")
-    curate.add_argument("sources", nargs="+", help="dataset folders (nnU-Net v2 raw layout) or folders of them")
+    curate.add_argument("sources", nargs="+", help="dataset folders or folders of them")
     curate.add_argument("--catalog", required=True, help="catalog folder (created if missing)")
     curate.add_argument("--config", help="YAML/JSON file of CurationConfig overrides")
+    curate.add_argument("--layout", choices=LAYOUTS, help="input layout (default: detected per folder)")
     dask = curate.add_mutually_exclusive_group()
     dask.add_argument("--dask", metavar="ADDRESS", help="run tasks on this Dask scheduler")
     dask.add_argument("--dask-workers", type=int, metavar="N", help="start a local Dask cluster of N workers")
@@ -28,6 +59,8 @@ def _parser() -> argparse.ArgumentParser:
     catalog_commands = catalog.add_subparsers(dest="catalog_command", required=True)
     summary = catalog_commands.add_parser("summary", help="counts by dataset, modality, group, status, reason")
     summary.add_argument("root", help="catalog folder")
+    catalog_selected = words[1] if selected == "catalog" and len(words) > 1 else None
+    _add_module_commands(catalog_commands, _CATALOG_MODULE_COMMANDS, catalog_selected)
 
     phantoms = commands.add_parser("phantoms", help="write SYNTHETIC phantom datasets (nnU-Net v2 layout)")
     phantoms.add_argument("out", help="folder to write the datasets into")
@@ -35,19 +68,25 @@ def _parser() -> argparse.ArgumentParser:
     phantoms.add_argument("--ct-cases", type=int, default=4)
     phantoms.add_argument("--mr-cases", type=int, default=3)
 
-    demo = commands.add_parser("demo", help="phantoms -> curate -> summary, on embedded synthetic data")
+    demo = commands.add_parser("demo", help="phantoms -> curate -> train -> evaluate, on embedded synthetic data")
     demo.add_argument("--out", default="demo-output", help="working folder (default ./demo-output)")
+    demo.add_argument("--train-steps", type=int, default=200, help="vit_tiny training steps (default 200)")
+    demo.add_argument("--eval-masks", type=int, default=6, help="masks to evaluate (default 6)")
+
+    _add_module_commands(commands, _MODULE_COMMANDS, selected)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = _parser(argv).parse_args(argv)
+    from catalog.lock import CatalogLockedError
     from catalog.reader import CatalogNotFoundError
     from pipeline.importers import DatasetLayoutError
 
     try:
         return _run(args)
-    except (*_EXPECTED_ERRORS, DatasetLayoutError, CatalogNotFoundError) as error:
+    except (*_EXPECTED_ERRORS, DatasetLayoutError, CatalogNotFoundError, CatalogLockedError) as error:
         message = error.args[0] if isinstance(error, KeyError) and error.args else error
         print(f"sammed3d: error: {message}", file=sys.stderr)
         return 2
@@ -57,7 +96,9 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "curate":
         return _curate(args)
     if args.command == "catalog":
-        return _print_summary(args.root)
+        if args.catalog_command == "summary":
+            return _print_summary(args.root)
+        return importlib.import_module(_CATALOG_MODULE_COMMANDS[args.catalog_command][0]).run(args)
     if args.command == "phantoms":
         from pipeline.phantoms import write_phantom_datasets
 
@@ -67,8 +108,8 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "demo":
         from flows.demo import run_demo
 
-        return run_demo(Path(args.out))
-    raise AssertionError(args.command)
+        return run_demo(Path(args.out), train_steps=args.train_steps, eval_masks=args.eval_masks)
+    return importlib.import_module(_MODULE_COMMANDS[args.command][0]).run(args)
 
 
 def _curate(args: argparse.Namespace) -> int:
@@ -89,6 +130,7 @@ def _curate(args: argparse.Namespace) -> int:
         dask_address=args.dask,
         dask_workers=args.dask_workers,
         threads=args.threads,
+        layout=args.layout,
     )
     print(
         f"catalog {args.catalog}: {result['images']} images, {result['masks']} masks "

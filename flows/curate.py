@@ -19,8 +19,12 @@ from pathlib import Path
 import pyarrow.parquet as pq
 from prefect import flow, get_client, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
+from prefect.runtime import flow_run
 from prefect.task_runners import ThreadPoolTaskRunner
 
+from catalog.lock import catalog_lock
+from catalog.dataset_report import write_dataset_report
+from catalog.qc import qc_images_for_report
 from catalog.report import curation_report_markdown
 from catalog.schema import IMAGES_TABLE
 from catalog.writer import consolidate, finished_parts, read_part_images, write_part, write_shard
@@ -42,13 +46,13 @@ def case_key(case: CaseRecord) -> str:
     return f"{case.dataset}__{case.case_id}"
 
 
-def load_cases(sources: list[str]) -> list[CaseRecord]:
+def load_cases(sources: list[str], layout: str | None = None) -> list[CaseRecord]:
     """All cases of all sources. A dataset whose dataset.json is unusable becomes one rejected case."""
     cases = []
     for source in sources:
-        for dataset_dir in discover_dataset_dirs(source):
+        for dataset_dir in discover_dataset_dirs(source, layout):
             try:
-                cases.extend(read_dataset(dataset_dir))
+                cases.extend(read_dataset(dataset_dir, layout))
             except DatasetLayoutError as error:
                 cases.append(
                     CaseRecord(
@@ -152,10 +156,12 @@ def make_task_runner(dask_address: str | None, dask_workers: int | None, threads
 
 
 @flow(name="curate-cases")
-def curate_cases(sources: list[str], catalog_root: str, config: CurationConfig) -> list[CaseOutcome]:
+def curate_cases(
+    sources: list[str], catalog_root: str, config: CurationConfig, layout: str | None = None
+) -> list[CaseOutcome]:
     """Find the cases and fan them out over this flow's task runner (chosen by `curate`)."""
     logger = get_run_logger()
-    cases = load_cases(sources)
+    cases = load_cases(sources, layout)
     known = catalogued_fingerprints(Path(catalog_root))
     logger.info("%d cases in %d sources; %d images already catalogued", len(cases), len(sources), len(known))
     config_hash = config.config_hash()
@@ -179,6 +185,7 @@ def curate(
     dask_address: str | None = None,
     dask_workers: int | None = None,
     threads: int = 2,
+    layout: str | None = None,
 ) -> dict:
     """Curate every dataset under `sources` into the catalog folder `catalog`.
 
@@ -189,17 +196,28 @@ def curate(
         dask_address: run tasks on this Dask scheduler (e.g. "tcp://127.0.0.1:8786").
         dask_workers: or start a local Dask cluster with this many worker processes.
         threads: thread-pool size when neither Dask option is given.
+        layout: dataset layout (nnunet_v2, msd, sammed3d, totalsegmentator, dicom); detected per folder
+            when None.
+
+    The run holds the catalog's lock (`catalog.lock`) throughout; a second run on the same catalog at the
+    same time fails at once with CatalogLockedError, naming the run that holds it.
     """
     logger = get_run_logger()
     root = Path(catalog)
     root.mkdir(parents=True, exist_ok=True)
-    runner = make_task_runner(dask_address, dask_workers, threads)
-    outcomes = curate_cases.with_options(task_runner=runner)([str(s) for s in sources], str(root), config)
-
-    n_images, n_masks = consolidate(root)
-    curated = sum(o.curated for o in outcomes)
-    skipped = sum(o.skipped for o in outcomes)
-    report = curation_report_markdown(root, curated=curated, skipped=skipped)
+    # One writer per catalog: a second run at once would fold the first one's parts in mid-flight.
+    with catalog_lock(root, owner=f"flow run {flow_run.name!r} ({flow_run.id})"):
+        runner = make_task_runner(dask_address, dask_workers, threads)
+        outcomes = curate_cases.with_options(task_runner=runner)([str(s) for s in sources], str(root), config, layout)
+        n_images, n_masks = consolidate(root, config.split_fractions)
+        curated = sum(o.curated for o in outcomes)
+        skipped = sum(o.skipped for o in outcomes)
+        report = curation_report_markdown(root, curated=curated, skipped=skipped)
+        if curated:  # an unchanged rerun writes nothing, reports included
+            dataset_report = write_dataset_report(root)
+            pictures = qc_images_for_report(root, 6)
+            report += f"\n## Dataset report\n- `{dataset_report}`\n\n## QC pictures\n"
+            report += "".join(f"- `{picture}`\n" for picture in pictures)
     create_markdown_artifact(markdown=report, key="curation-report", description="What each curation rule kept and dropped")
     logger.info("curated %d images, skipped %d unchanged; catalog has %d images, %d masks", curated, skipped, n_images, n_masks)
     return {"curated": curated, "skipped": skipped, "images": n_images, "masks": n_masks}
