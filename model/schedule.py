@@ -1,0 +1,47 @@
+"""The paper's cyclic step learning-rate schedule, as a LambdaLR factor.
+
+Within each cycle of ``cycle_steps`` optimiser steps the factor is 1, then divided by 10 at 60%, 80% and
+95% of the cycle; the next cycle restarts at 1. The paper trains 4 cycles of 200 epochs with drops at epochs
+120, 160 and 190; here a cycle is counted in optimiser steps.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch.optim.lr_scheduler import LambdaLR
+
+PAPER_MILESTONES = (0.6, 0.8, 0.95)
+PAPER_GAMMA = 0.1
+
+
+class CyclicStepFactor:
+    """Learning-rate factor of optimiser step ``step`` (0-based): gamma ** (milestones passed in this cycle).
+
+    Args:
+        cycle_steps (int): steps per cycle, at least 1.
+        milestones (Sequence[float]): increasing fractions of the cycle in (0, 1) where the factor drops.
+        gamma (float): multiplier at each milestone.
+
+    A plain object (not a closure) so LambdaLR's state_dict holds only numbers and lists.
+    """
+
+    def __init__(self, cycle_steps: int, milestones: Sequence[float] = PAPER_MILESTONES, gamma: float = PAPER_GAMMA):
+        if cycle_steps < 1:
+            raise ValueError(f"cycle_steps must be at least 1, got {cycle_steps}")
+        if list(milestones) != sorted(milestones) or not all(0 < m < 1 for m in milestones):
+            raise ValueError(f"milestones must be increasing fractions in (0, 1), got {list(milestones)}")
+        self.cycle_steps = int(cycle_steps)
+        self.milestones = [float(m) for m in milestones]
+        self.gamma = float(gamma)
+
+    def __call__(self, step: int) -> float:
+        position = step % self.cycle_steps
+        drops = sum(position >= m * self.cycle_steps for m in self.milestones)
+        return self.gamma**drops
+
+
+def cyclic_step_scheduler(optimizer: torch.optim.Optimizer, cycle_steps: int) -> LambdaLR:
+    """LambdaLR applying :class:`CyclicStepFactor` (paper milestones) to every parameter group."""
+    return LambdaLR(optimizer, CyclicStepFactor(cycle_steps))
