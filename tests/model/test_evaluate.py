@@ -124,9 +124,9 @@ def test_cli_arguments_and_a_missing_checkpoint(phantom_catalog, tmp_path):  # n
     parser = argparse.ArgumentParser(prog="sammed3d")
     add_arguments(parser.add_subparsers(dest="command"))
     args = parser.parse_args(
-        ["evaluate", "--catalog", str(phantom_catalog), "--checkpoint", str(tmp_path / "none.pt"), "--split", "val"]
+        ["evaluate", "--catalog", str(phantom_catalog), "--checkpoint", str(tmp_path / "none.pt"), "--split", "train"]
     )
-    assert args.splits == ["val"] and args.max_masks is None and args.out == "evaluation"
+    assert args.splits == ["train"] and args.max_masks is None and args.out == "evaluation"
     with pytest.raises(FileNotFoundError, match="none.pt does not exist"):
         run(args)
     args.max_masks = 0
