@@ -6,10 +6,8 @@ import matplotlib.image
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
 from catalog.reader import Catalog
-from model import build_model, save_checkpoint
 from model.evaluate import (
     BASELINE,
     CHALLENGE,
@@ -27,14 +25,6 @@ from model.inference import load_predictor
 from tests.model.phantom_catalog import phantom_catalog  # noqa: F401  (session fixture)
 
 SETTINGS = EvaluationSettings(paper_clicks=3, challenge_clicks=2, overlay_cases=1)
-
-
-@pytest.fixture(scope="module")
-def untrained_checkpoint(tmp_path_factory):
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("checkpoint") / "vit_tiny_untrained.pt"
-    save_checkpoint(path, build_model("vit_tiny"))
-    return path
 
 
 @pytest.fixture(scope="module")

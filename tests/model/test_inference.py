@@ -8,7 +8,6 @@ import pytest
 import SimpleITK as sitk
 import torch
 
-from model import build_model, save_checkpoint
 from model.clicks import challenge_click
 from model.crop import PatchGrid
 from model.inference import add_arguments, run, segment, segment_image
@@ -17,14 +16,6 @@ from pipeline.geometry import Geometry
 from pipeline.phantoms import CT_LABELS, make_torso_ct_case
 
 LAS = np.diag([-1.0, 1.0, 1.0])
-
-
-@pytest.fixture(scope="module")
-def untrained_checkpoint(tmp_path_factory):
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("checkpoint") / "vit_tiny_untrained.pt"
-    save_checkpoint(path, build_model("vit_tiny"))
-    return path
 
 
 @pytest.fixture(scope="module")
