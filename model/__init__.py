@@ -13,9 +13,13 @@ Conventions used by every module of this package:
   M is 1 (single mask) or 3 (multimask). ``Sam3D.upsample`` resizes logits to 128^3.
 * Point labels: 1 positive, 0 negative, -1 padding.
 
-Modules: ``attention`` (relative-position attention, windows), ``image_encoder``,
+Network: ``attention`` (relative-position attention, windows), ``image_encoder``,
 ``prompt_encoder``, ``transformer`` (two-way), ``mask_decoder``, ``sam3d`` (full model),
 ``builder`` (registry), ``predictor``, ``checkpoint``.
+Training: ``data`` (patches from the catalog), ``clicks``, ``click_loop``, ``schedule``, ``train_config``,
+``batching``, ``distributed``, ``training_state``, ``trainer``.
+Evaluation and inference: ``crop`` (patch grids, paste-back), ``metrics``, ``baseline`` (region growing),
+``evaluate``, ``evaluation_report``, ``inference``.
 """
 
 from model.builder import MODEL_REGISTRY, build_model, build_sam3d
