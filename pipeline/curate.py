@@ -362,7 +362,7 @@ def _clean_and_split(case, label_array, label_image, reference, modality, config
         mask.centroid_world = [float(v) for v in geometry.index_zyx_to_world(centroid_zyx)]
     side_check = check_sides({m.category: np.asarray(m.centroid_world) for m in kept})
     if side_check.suspect:
-        flags.append("orientation_suspect")
+        flags.append(ORIENTATION_SUSPECT)
     return masks, final_map, flags, side_check
 
 
