@@ -3,8 +3,11 @@
 Prints samples/s over the timed steps (after warm-up steps, which the run resumes from, so cuDNN
 autotuning and worker start-up are not timed) and the peak GPU memory (torch.cuda.max_memory_allocated).
 Needs no data and no network. Without CUDA it stops with a message, unless `--device cpu` asks for a dry run.
+`--catalog DIR` trains on an existing catalog instead (no curation on the GPU machine, so SimpleITK and Prefect
+need not be installed there: only torch, zarr, monai, cc3d, pandas, pyarrow, pydantic, pyyaml, tqdm).
 
 Usage: python bench/gpu_train_check.py [--steps 40] [--warmup-steps N] [--model vit_b_ori] [--device cuda]
+       [--catalog DIR]
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--iterations", type=int, default=11, help="click iterations per batch (paper: 11)")
     parser.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1), help="DataLoader workers")
     parser.add_argument("--workdir", help="keep the phantoms, catalog and run here (default: a temporary folder)")
+    parser.add_argument("--catalog", help="train on this existing catalog instead of curating SYNTHETIC phantoms")
     args = parser.parse_args(argv)
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         print(
@@ -56,9 +60,16 @@ def _check(args: argparse.Namespace, folder: Path) -> int:
     from model.trainer import train
 
     folder.mkdir(parents=True, exist_ok=True)
-    started = time.perf_counter()
-    catalog = phantom_catalog(folder / "phantoms")
-    print(f"SYNTHETIC phantom catalog curated in {time.perf_counter() - started:.1f} s: {catalog}")
+    if args.catalog:
+        catalog = Path(args.catalog)
+        if not (catalog / "masks.parquet").is_file():
+            print(f"gpu_check: {catalog} is not a catalog (no masks.parquet).", file=sys.stderr)
+            return 2
+        print(f"catalog: {catalog}")
+    else:
+        started = time.perf_counter()
+        catalog = phantom_catalog(folder / "phantoms")
+        print(f"SYNTHETIC phantom catalog curated in {time.perf_counter() - started:.1f} s: {catalog}")
     cuda = args.device.startswith("cuda")
     fields = dict(
         catalog=str(catalog),
