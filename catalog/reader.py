@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import zarr
 
+from catalog.chunk_cache import ChunkCache
 from catalog.schema import IMAGE_SCHEMA, IMAGES_TABLE, MASK_SCHEMA, MASKS_TABLE
 
 
@@ -23,12 +24,17 @@ class Catalog:
     >>> m[(m.status == "kept") & (m.modality == "CT") & (m.category == "liver") & (m.split == "train")]
     """
 
-    def __init__(self, root: str | Path):
+    def __init__(self, root: str | Path, chunk_cache_bytes: int = 0):
+        """Open the catalog at `root`; `chunk_cache_bytes` > 0 keeps that many bytes of decoded chunks
+        (a :class:`~catalog.chunk_cache.ChunkCache`) for :meth:`read_patch`; 0 decodes every read afresh."""
         self.root = Path(root)
         if not (self.root / IMAGES_TABLE).is_file():
             raise CatalogNotFoundError(f"{self.root} holds no catalog: {IMAGES_TABLE} not found (run `sammed3d curate`)")
+        if chunk_cache_bytes < 0:
+            raise ValueError(f"chunk_cache_bytes must be >= 0, got {chunk_cache_bytes}")
         self._images: pd.DataFrame | None = None
         self._shard_cache: dict[str, zarr.Group] = {}
+        self.chunk_cache = ChunkCache(chunk_cache_bytes) if chunk_cache_bytes else None
 
     def images(self) -> pd.DataFrame:
         if self._images is None:
@@ -61,15 +67,20 @@ class Catalog:
     ) -> dict[str, np.ndarray]:
         """Read a (z, y, x) patch of `size` centred on stored voxel `center`, zero-padded outside the image.
 
-        Only the Zarr chunks that overlap the patch are read. The patch's first voxel is at stored index
-        `center - size // 2` (returned under "start" as a (3,) int array).
+        Only the Zarr chunks that overlap the patch are read (and, with a chunk cache, only those not
+        decoded before). The patch's first voxel is at stored index `center - size // 2` (returned under
+        "start" as a (3,) int array).
         """
         group = self.shard(image_id)
         start = np.asarray(center, dtype=int) - np.asarray(size, dtype=int) // 2
         result: dict[str, np.ndarray] = {"start": start}
         for name in arrays:
             array = group[name]
-            result[name] = read_window(array, start, size, pad_value if name == "image" else 0)
+            fill = pad_value if name == "image" else 0
+            if self.chunk_cache is None:
+                result[name] = read_window(array, start, size, fill)
+            else:
+                result[name] = self.chunk_cache.window(f"{image_id}/{name}", array, start, size, fill)
         return result
 
 

@@ -13,7 +13,10 @@ from model.builder import MODEL_REGISTRY
 # Fields a resumed run may change: they do not alter what is computed, only how long, how often it is
 # recorded, and how the work is spread over processes.
 RESUMABLE_CHANGES = frozenset(
-    {"max_steps", "checkpoint_every", "keep_checkpoints", "log_every", "num_workers", "progress", "device", "resume"}
+    {
+        "max_steps", "checkpoint_every", "keep_checkpoints", "log_every", "num_workers", "patch_cache_mb",
+        "progress", "device", "resume",
+    }
 )
 
 
@@ -53,6 +56,9 @@ class TrainConfig(BaseModel):
     cycle_steps: int | None = Field(None, ge=1)
     grad_accum_steps: int = Field(1, ge=1)
     num_workers: int = Field(2, ge=0, description="DataLoader worker processes per training process")
+    patch_cache_mb: int = Field(
+        512, ge=0, description="MiB of decoded catalog chunks each DataLoader worker keeps (0: decode every patch)"
+    )
     seed: int = 0
     precision: Literal["auto", "bf16", "fp32"] = Field("auto", description="auto: bf16 autocast on CUDA, fp32 on CPU")
     checkpoint_every: int = Field(500, ge=1, description="steps between checkpoints (one is always written at the end)")

@@ -100,6 +100,7 @@ def _train(config: TrainConfig, context: ProcessContext) -> dict[str, Any]:
         flips=config.flips,
         min_voxels=config.min_mask_voxels,
         seed=config.seed,
+        cache_mb=config.patch_cache_mb,
     )
     loop = ClickLoop(model, config.iterations_per_batch).to(device)
     optimizer = make_optimizer(model, config)
@@ -143,7 +144,7 @@ def _train(config: TrainConfig, context: ProcessContext) -> dict[str, Any]:
                 with autocast_for(config, device):
                     loss = network(
                         batch["image"].to(device, non_blocking=True),
-                        batch["label"].to(device, non_blocking=True),
+                        batch["label"].to(device, non_blocking=True).float(),
                         click_seeds(config.seed, epoch, indices),
                         refine_iteration(config.seed, consumed, config.iterations_per_batch),
                     )
