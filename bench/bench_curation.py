@@ -7,7 +7,7 @@ Per case, three ways of doing the same job, interleaved round by round (median o
             5 largest components, `scipy.ndimage.zoom` resampling, same shard writes (no left/right split).
 Then the Prefect flow on Dask: images per minute with 1 and 2 worker processes (cluster start excluded).
 
-    .venv/bin/python bench/bench_curation.py [--rounds 5] [--raw ../shared/data/raw] [--skip-dask]
+    .venv/bin/python bench/bench_curation.py [--rounds 5] [--raw ../shared/data/raw] [--skip-dask] [--case ts_ct]
 """
 
 from __future__ import annotations
@@ -85,12 +85,14 @@ def median_time(function, *args) -> float:
     return time.perf_counter() - start
 
 
-def bench_cases(raw: Path, rounds: int) -> None:
+def bench_cases(raw: Path, rounds: int, only: list[str] | None = None) -> None:
     config = CurationConfig()
     work = Path(tempfile.mkdtemp(prefix="bench-curation-"))
     rows = []
     for dataset_dir in discover_dataset_dirs(raw):
         for case in read_dataset(dataset_dir):
+            if only and case.case_id not in only:
+                continue
             reference = curate_case(case, config)
             stored = [(i.row["shard_path"], i.image, i.label) for i in reference.images if i.image is not None]
             if not stored:
@@ -171,6 +173,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--skip-dask", action="store_true")
     parser.add_argument("--skip-cases", action="store_true")
+    parser.add_argument("--case", action="append", help="only this case id (repeatable), e.g. --case ts_ct")
     args = parser.parse_args()
     raw = Path(args.raw)
     if not raw.is_dir():
@@ -178,7 +181,7 @@ def main() -> int:
         return 2
     print(f"# curation benchmark on {raw} ({os.cpu_count()} cores), median of {args.rounds} rounds")
     if not args.skip_cases:
-        bench_cases(raw, args.rounds)
+        bench_cases(raw, args.rounds, args.case)
     if not args.skip_dask:
         bench_dask(raw)
     return 0

@@ -6,6 +6,7 @@ record one hash of it (`config_hash`) and a rerun knows when its earlier output 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from pathlib import Path
@@ -84,8 +85,7 @@ class CurationConfig(BaseModel):
 
     def config_hash(self) -> str:
         """Short stable hash of every field; part of each catalog row."""
-        payload = json.dumps(self.model_dump(mode="json"), sort_keys=True)
-        return hashlib.sha256(payload.encode()).hexdigest()[:16]
+        return _config_hash(self)
 
     @classmethod
     def from_file(cls, path: str | Path) -> "CurationConfig":
@@ -97,3 +97,10 @@ class CurationConfig(BaseModel):
         if not isinstance(data, dict):
             raise ValueError(f"config file {path} must hold a mapping of option: value")
         return cls(**data)
+
+
+@functools.lru_cache(maxsize=16)
+def _config_hash(config: CurationConfig) -> str:
+    # Once per distinct (frozen, hashable) config rather than once per catalog row.
+    payload = json.dumps(config.model_dump(mode="json"), sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]

@@ -8,6 +8,7 @@ what the catalog writer persists; nothing here touches Zarr or Prefect.
 from __future__ import annotations
 
 import hashlib
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -16,14 +17,21 @@ import SimpleITK as sitk
 from pipeline import __version__ as PIPELINE_VERSION
 from pipeline.components import largest_component_ids
 from pipeline.config import CurationConfig
-from pipeline.fingerprint import slice_signature, stored_image_sha256
+from pipeline.fingerprint import slice_signature, store_and_hash
 from pipeline.geometry import Geometry
 from pipeline.io import HeaderInfo, UnreadableFileError, read_header, read_label_map, read_volume, sha256_of
 from pipeline.label_masks import merge_binary_masks
 from pipeline.mask_cleaning import MaskStatistics, find_components, mask_statistics, rejection_reason
 from pipeline.meta_filter import check_image_header, check_label_matches_image
 from pipeline.records import CaseRecord, ChannelSource
-from pipeline.resample import resample_image, resample_labels_with_statistics, storage_array, target_grid
+from pipeline.resample import (
+    ResampledGrid,
+    ScratchOutputs,
+    output_voxels,
+    resample_image,
+    resample_labels_with_statistics,
+    target_grid,
+)
 from pipeline.symmetry import (
     SidePiece,
     body_midline_x,
@@ -37,6 +45,10 @@ from pipeline.vocabulary import Vocabulary, default_vocabulary, parse_label_name
 ORIENTATION_SUSPECT = "orientation_suspect"
 MIDLINE_FROM_FIELD_OF_VIEW = "midline_from_field_of_view"
 OVERLAPPING_MASKS = "overlapping_masks"
+
+
+# Output buffers of the images' resampling, reused across cases (see ScratchOutputs).
+_SCRATCH = ScratchOutputs()
 
 
 @dataclass
@@ -157,37 +169,51 @@ def curate_case(
     flags: list[str] = []
     side_check = None
     if any(c.index not in reasons for c in selected):
-        try:
-            label_image, overlap_voxels = _read_label(case)
-            label_array, problem = _integer_labels(sitk.GetArrayFromImage(label_image))
-        except UnreadableFileError as error:
-            label_array, problem = None, f"label map unreadable: {error}"
-        if problem:
-            for channel in selected:
-                reasons.setdefault(channel.index, problem)
-        else:
-            for channel in selected:
-                if channel.index in reasons:
-                    continue
-                try:
-                    image = read_volume(channel.path, channel.component)
-                except UnreadableFileError as error:
-                    reasons[channel.index] = f"image unreadable: {error}"
-                    continue
-                if not np.isfinite(sitk.GetArrayViewFromImage(image)).all():
-                    reasons[channel.index] = "image contains NaN or infinite voxels"
-                    continue
-                arrays[channel.index] = image
-        if arrays:
-            reference = arrays[min(arrays)]
-            reference_modality = next(c.modality for c in selected if c.index == min(arrays))
-            masks, final_map, flags, side_check = _clean_and_split(
-                case, label_array, label_image, reference, reference_modality, config, vocabulary
-            )
-            if overlap_voxels:
-                flags.append(OVERLAPPING_MASKS)
-            grid = target_grid(Geometry.of(label_image), label_array.shape, config.target_spacing_mm)
-            stored_label = _store_label(final_map, grid, masks, config)
+        # The images' reads, resampling and fingerprints do not depend on the label map: a thread does them
+        # on the grid the label header promises while this one reads, cleans and splits the label map
+        # (torch, NumPy and hashlib release the GIL). Their results are used only if the label map is fine
+        # and has that grid.
+        wanted = [c for c in selected if c.index not in reasons]
+        promised = _grid_of_header(label_header, config)
+        with ThreadPoolExecutor(max_workers=1) as pool, ThreadPoolExecutor(max_workers=1) as hashing:
+            reads = {c.index: pool.submit(_read_image, c) for c in wanted}
+            early = {}
+            if promised is not None:
+                early = {c.index: pool.submit(_stored_image_of_read, reads[c.index], promised, hashing) for c in wanted}
+            try:
+                label_image, overlap_voxels = _read_label(case, label_header)
+                label_array, problem = _integer_labels(sitk.GetArrayFromImage(label_image))
+            except UnreadableFileError as error:
+                label_array, problem = None, f"label map unreadable: {error}"
+            if problem:
+                for future in early.values():
+                    future.cancel()
+                for channel in selected:
+                    reasons.setdefault(channel.index, problem)
+            else:
+                # The component pass needs no image: it runs while the thread still reads them.
+                table = find_components(label_array, config.connectivity)
+                for channel in wanted:
+                    image, reason = reads[channel.index].result()
+                    if reason:
+                        reasons[channel.index] = reason
+                    else:
+                        arrays[channel.index] = image
+            if arrays:
+                reference = arrays[min(arrays)]
+                reference_modality = next(c.modality for c in selected if c.index == min(arrays))
+                grid = target_grid(Geometry.of(label_image), label_array.shape, config.target_spacing_mm)
+                if grid != promised:  # the full read disagrees with its header: resample on the real grid
+                    for future in early.values():
+                        future.cancel()
+                    early = {index: pool.submit(_stored_image, image, grid, hashing) for index, image in arrays.items()}
+                masks, final_map, flags, side_check = _clean_and_split(
+                    case, label_array, label_image, table, reference, reference_modality, config, vocabulary
+                )
+                if overlap_voxels:
+                    flags.append(OVERLAPPING_MASKS)
+                stored_label = _store_label(final_map, grid, masks, config)
+                stored_images = {index: early[index].result() for index in arrays}
 
     if not masks:
         masks = _unprocessed_masks(case, vocabulary)
@@ -199,14 +225,12 @@ def curate_case(
         row = _image_row(case, channel, header, hashes, config)
         curated = CuratedImage(row=row)
         if channel.index in arrays:
-            source = sitk.GetArrayViewFromImage(arrays[channel.index])
-            curated.image = storage_array(resample_image(source, grid), source.dtype.kind in "iu")
+            curated.image, signature, patient_shape, stored_sha256 = stored_images[channel.index]
             curated.label = stored_label
             curated.geometry = grid.geometry
-            signature, patient_shape = slice_signature(curated.image, curated.geometry.direction)
             row.update(
                 status="kept",
-                stored_sha256=stored_image_sha256(curated.image),
+                stored_sha256=stored_sha256,
                 similarity_signature=signature.ravel().tolist(),
                 canonical_shape_spl=list(patient_shape),
                 stored_shape_zyx=list(curated.image.shape),
@@ -230,12 +254,54 @@ def curate_case(
     return result
 
 
-def _read_label(case: CaseRecord) -> tuple[sitk.Image, int]:
-    """The case's label map and the number of voxels claimed by two mask files (0 for one label map)."""
+def _grid_of_header(header: HeaderInfo | None, config: CurationConfig) -> ResampledGrid | None:
+    """The stored grid of a 3D label map as its header describes it (None without a usable header)."""
+    if header is None or header.dimension != 3:
+        return None
+    geometry = Geometry(*(tuple(float(v) for v in values) for values in (header.spacing_xyz, header.origin_xyz, header.direction)))
+    return target_grid(geometry, tuple(int(n) for n in header.size_xyz[::-1]), config.target_spacing_mm)
+
+
+def _read_image(channel: ChannelSource) -> tuple[sitk.Image | None, str | None]:
+    """(image, None) or (None, reason) for a channel whose pixels cannot be used."""
+    try:
+        image = read_volume(channel.path, channel.component)
+    except UnreadableFileError as error:
+        return None, f"image unreadable: {error}"
+    if not np.isfinite(sitk.GetArrayViewFromImage(image)).all():
+        return None, "image contains NaN or infinite voxels"
+    return image, None
+
+
+def _stored_image_of_read(read: Future, grid: ResampledGrid, hashing: ThreadPoolExecutor):
+    """`_stored_image` of a finished `_read_image` future; None for an unusable image."""
+    image, reason = read.result()
+    return None if reason else _stored_image(image, grid, hashing)
+
+
+def _stored_image(
+    image: sitk.Image, grid, hashing: ThreadPoolExecutor
+) -> tuple[np.ndarray, np.ndarray, tuple[int, int, int], str]:
+    """A channel as stored: (resampled (z, y, x) array, slice signature, (S, P, L) shape, stored sha256).
+    The sha256 runs on `hashing` while this thread converts the array and computes the signature."""
+    source = sitk.GetArrayViewFromImage(image)
+    integer = source.dtype.kind in "iu"
+    if integer:  # stored as int16, a new array: the float32 resampling can go to a reused buffer
+        with _SCRATCH.buffer(output_voxels(source.shape, grid)) as buffer:
+            stored, digest = store_and_hash(resample_image(source, grid, out=buffer), integer, hashing, copy=True)
+    else:
+        stored, digest = store_and_hash(resample_image(source, grid), integer, hashing)
+    signature, patient_shape = slice_signature(stored, grid.geometry.direction)
+    return stored, signature, patient_shape, digest.result()
+
+
+def _read_label(case: CaseRecord, header: HeaderInfo | None) -> tuple[sitk.Image, int]:
+    """The case's label map and the number of voxels claimed by two mask files (0 for one label map).
+    `header`: the label map's header, already read."""
     if case.label_mask_paths:
         merged = merge_binary_masks(case.label_mask_paths)
         return merged.image, merged.overlap_voxels
-    return read_label_map(case.label_path), 0
+    return read_label_map(case.label_path, header), 0
 
 
 def _integer_labels(array: np.ndarray) -> tuple[np.ndarray | None, str | None]:
@@ -273,11 +339,11 @@ def _unprocessed_masks(case: CaseRecord, vocabulary: Vocabulary) -> list[_Mask]:
     return masks
 
 
-def _clean_and_split(case, label_array, label_image, reference, modality, config, vocabulary):
-    """Steps 2-4 on the source grid. Returns masks, the final (z, y, x) map of mask values, flags, side check."""
+def _clean_and_split(case, label_array, label_image, table, reference, modality, config, vocabulary):
+    """Steps 2-4 on the source grid, from the label map's component `table` (`find_components`).
+    Returns masks, the final (z, y, x) map of mask values, flags, side check."""
     geometry = Geometry.of(label_image)
     voxel_mm3 = float(np.prod(geometry.spacing_xyz))
-    table = find_components(label_array, config.connectivity)
     statistics = mask_statistics(table)
     names = dict(case.label_names)
     for value in statistics:

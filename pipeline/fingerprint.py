@@ -15,10 +15,12 @@ Two fingerprints per kept image:
 from __future__ import annotations
 
 import hashlib
+from concurrent.futures import Executor, Future
 
 import numpy as np
 
 from pipeline.io import orientation_code
+from pipeline.resample import storage_dtype
 
 SIGNATURE_BLOCKS = 4
 
@@ -28,9 +30,40 @@ _WORLD_AXIS = {"L": (0, 1), "R": (0, -1), "P": (1, 1), "A": (1, -1), "S": (2, 1)
 
 def stored_image_sha256(array: np.ndarray) -> str:
     """sha256 of a stored (z, y, x) array: its dtype and shape, then its bytes in C order."""
-    digest = hashlib.sha256(f"{array.dtype.str}:{tuple(array.shape)}:".encode())
+    digest = _digest_start(array.dtype, array.shape)
     digest.update(np.ascontiguousarray(array).data)
     return digest.hexdigest()
+
+
+def store_and_hash(
+    resampled: np.ndarray, source_is_integer: bool, hashing: Executor, slab: int = 16, copy: bool = False
+) -> tuple[np.ndarray, Future]:
+    """`pipeline.resample.storage_array` of `resampled` and, on `hashing`, its `stored_image_sha256`.
+
+    The conversion goes `slab` z-slices at a time and each finished slab is hashed at once on `hashing`
+    (one worker, so updates run in order) while the next is converted: the digest is ready about one slab
+    after the array. `resampled` (float32, (z, y, x)) is rounded in place when stored as int16; `copy`:
+    the stored array must not share memory with `resampled` (a reused buffer) even when stored as float32.
+
+    Returns:
+        (stored array, future of its hex sha256).
+    """
+    dtype = storage_dtype(resampled, source_is_integer)
+    digest = _digest_start(dtype, resampled.shape)
+    if dtype == np.int16:
+        stored = np.empty(resampled.shape, dtype=np.int16)
+        for start in range(0, resampled.shape[0], slab):
+            part = resampled[start : start + slab]
+            np.copyto(stored[start : start + slab], np.rint(part, out=part), casting="unsafe")
+            hashing.submit(digest.update, stored[start : start + slab].data)
+    else:
+        stored = resampled.astype(np.float32, copy=copy)
+        hashing.submit(digest.update, np.ascontiguousarray(stored).data)
+    return stored, hashing.submit(digest.hexdigest)
+
+
+def _digest_start(dtype: np.dtype, shape: tuple[int, ...]):
+    return hashlib.sha256(f"{np.dtype(dtype).str}:{tuple(int(n) for n in shape)}:".encode())
 
 
 def to_patient_axes(array: np.ndarray, direction: tuple[float, ...] | list[float]) -> np.ndarray:
@@ -54,16 +87,31 @@ def slice_signature(
     """Slice signature of a stored (z, y, x) image: ((n_S, 4, 4) float32 block means, (S, P, L) shape).
 
     Blocks split the posterior and left axes into 4 nearly equal runs of voxels (fewer when an axis is
-    shorter than 4 voxels).
+    shorter than 4 voxels), the first runs one voxel longer where the split is uneven.
     """
-    patient = to_patient_axes(array, direction)
-    starts = []
-    for axis in (1, 2):
-        runs = np.array_split(np.arange(patient.shape[axis]), min(SIGNATURE_BLOCKS, patient.shape[axis]))
-        starts.append(np.array([run[0] for run in runs]))
-    sums = np.add.reduceat(patient, starts[0], axis=1, dtype=np.float64)
-    sums = np.add.reduceat(sums, starts[1], axis=2)
-    rows = np.diff(np.append(starts[0], patient.shape[1]))
-    columns = np.diff(np.append(starts[1], patient.shape[2]))
-    means = sums / (rows[None, :, None] * columns[None, None, :])
-    return means.astype(np.float32), tuple(int(n) for n in patient.shape)
+    axes = [_WORLD_AXIS[letter] for letter in orientation_code(direction)]  # per index axis x, y, z
+    array_axis = {world: 2 - index_axis for index_axis, (world, _) in enumerate(axes)}
+    # Sum the blocks in the array's own (contiguous) layout, then turn the small result to (S, P, L):
+    # a block grid along a flipped axis is the reversed patient-order grid.
+    sums = array
+    accumulator = np.int64 if np.issubdtype(array.dtype, np.integer) else np.float64
+    sizes = []
+    for world in (1, 0):  # P, then L
+        axis = array_axis[world]
+        length = array.shape[axis]
+        runs = np.array([len(run) for run in np.array_split(np.arange(length), min(SIGNATURE_BLOCKS, length))])
+        sizes.append(runs)
+        flipped = axes[2 - axis][1] < 0
+        in_array_order = runs[::-1] if flipped else runs
+        bounds = np.concatenate([[0], np.cumsum(in_array_order)])
+        # One sum per block over a basic slice: 3-4x faster than np.add.reduceat with a wider dtype.
+        sums = np.stack(
+            [
+                sums[(slice(None),) * axis + (slice(int(a), int(b)),)].sum(axis=axis, dtype=accumulator)
+                for a, b in zip(bounds[:-1], bounds[1:])
+            ],
+            axis=axis,
+        )
+    means = to_patient_axes(sums, direction) / (sizes[0][None, :, None] * sizes[1][None, None, :])
+    shape = tuple(int(array.shape[array_axis[world]]) for world in (2, 1, 0))
+    return means.astype(np.float32), shape

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import io
 import os
 import struct
 from dataclasses import dataclass, replace
@@ -20,6 +21,7 @@ from pathlib import Path
 import nibabel
 import numpy as np
 import SimpleITK as sitk
+from zlib_ng import gzip_ng
 
 
 class UnreadableFileError(Exception):
@@ -186,16 +188,23 @@ def _read_dicom_series(folder: Path) -> sitk.Image:
         raise UnreadableFileError(f"cannot read the DICOM series in {folder.name}/: {_first_line(error)}") from error
 
 
-def read_label_map(path: str | Path) -> sitk.Image:
-    """Full read of a label map. Float NIfTI label maps are read with nibabel: ITK's NIfTI reader turns NaN
-    voxels into 0 without a word, and a label map with NaN must be caught, not silently repaired."""
+def read_label_map(path: str | Path, header: HeaderInfo | None = None) -> sitk.Image:
+    """Full read of a label map. Float NIfTI label maps are decoded with nibabel's header: ITK's NIfTI reader
+    turns NaN voxels into 0 without a word, and a label map with NaN must be caught, not silently repaired.
+    `header`: the file's `read_header` result when the caller has it already."""
     path = Path(path)
-    header = read_header(path)
+    header = header or read_header(path)
     if not (path.name.endswith((".nii", ".nii.gz")) and "float" in header.pixel_type and header.dimension == 3):
         return read_volume(path)
     try:
-        data = np.asanyarray(nibabel.load(str(path)).dataobj)
-    except Exception as error:  # nibabel raises several types for a damaged file; all mean unreadable
+        raw = path.read_bytes()
+        if path.name.endswith(".gz"):
+            # zlib-ng: 3-5x faster than the zlib that gzip/nibabel use (a BraTS label map: 66 kB -> 35 MB)
+            raw = gzip_ng.decompress(raw)
+        stream = io.BytesIO(raw)
+        nifti = nibabel.Nifti1Header.from_fileobj(stream) if raw[:4] in _NIFTI1_SIZES else nibabel.Nifti2Header.from_fileobj(stream)
+        data = np.asanyarray(nifti.data_from_fileobj(stream))
+    except Exception as error:  # gzip and nibabel raise several types for a damaged file; all mean unreadable
         raise UnreadableFileError(f"cannot read {path.name}: {error}") from error
     # NIfTI voxel (i, j, k) is ITK index (x, y, z), so the transposed array is in (z, y, x) order.
     image = sitk.GetImageFromArray(np.ascontiguousarray(data.T))
@@ -203,6 +212,10 @@ def read_label_map(path: str | Path) -> sitk.Image:
     image.SetOrigin(header.origin_xyz)
     image.SetDirection(header.direction)
     return image
+
+
+# sizeof_hdr of a NIfTI-1 header, little and big endian (NIfTI-2 has 540).
+_NIFTI1_SIZES = (struct.pack("<i", 348), struct.pack(">i", 348))
 
 
 def _check_nifti_gzip_complete(path: Path, voxel_bytes: int) -> None:
