@@ -88,11 +88,13 @@ class ScratchOutputs:
     """Reusable float32 buffers for `resample_image`'s output, shared by the threads of a process.
 
     Upsampling a small CT to 1.5 mm writes tens of MB; fresh memory costs a page fault per 4 KiB, a third
-    of the resampling time here. Keeps at most `keep` buffers (the largest) once given back.
+    of the resampling time here. Keeps at most `keep` buffers (the largest) once given back, none larger
+    than `max_bytes` (so a process does not hold on to the memory of an unusually large image).
     """
 
-    def __init__(self, keep: int = 2) -> None:
+    def __init__(self, keep: int = 2, max_bytes: int = 256 << 20) -> None:
         self.keep = keep
+        self.max_bytes = max_bytes
         self._free: list[torch.Tensor] = []
         self._lock = threading.Lock()
 
@@ -110,7 +112,8 @@ class ScratchOutputs:
             yield chosen
         finally:
             with self._lock:
-                self._free.append(chosen)
+                if chosen.numel() * chosen.element_size() <= self.max_bytes:
+                    self._free.append(chosen)
                 self._free.sort(key=torch.Tensor.numel)
                 del self._free[: max(0, len(self._free) - self.keep)]
 

@@ -36,6 +36,11 @@ def test_scratch_outputs_keep_the_largest_buffers_only():
         assert other.numel() == 30
     with scratch.buffer(5) as small:
         assert small.numel() == 20, "the 10-voxel buffer was dropped"
+    capped = ScratchOutputs(keep=2, max_bytes=4 * 100)
+    with capped.buffer(101) as large:
+        pass
+    with capped.buffer(50) as fresh:
+        assert fresh is not large, "a buffer over max_bytes is not kept"
 
 
 @pytest.mark.parametrize("integer", [True, False])
