@@ -151,9 +151,13 @@ class PatchDataset(Dataset):
         mask_id (str): the catalog mask.
         start (LongTensor): (3,) stored (z, y, x) index of the patch's first voxel, before flips.
         flipped (BoolTensor): (3,) whether the z, y, x axes were flipped.
+        epoch (int), index (int): which draw this is.
 
-    Shards are opened lazily, once per process, so DataLoader workers each hold their own handles;
-    call :meth:`set_epoch` before iterating an epoch (workers get a copy when the iterator starts).
+    ``dataset[(epoch, i)]`` draws sample i of that epoch whatever :meth:`set_epoch` said, so one
+    DataLoader (with persistent workers) can run over many epochs.
+
+    Shards are opened lazily, once per process, so DataLoader workers each hold their own handles.
+    ``dataset[i]`` uses the epoch of :meth:`set_epoch` (workers get a copy when the iterator starts).
     """
 
     def __init__(
@@ -214,10 +218,11 @@ class PatchDataset(Dataset):
             self._catalog_pid = os.getpid()
         return self._catalog
 
-    def __getitem__(self, index: int) -> dict:
+    def __getitem__(self, key: int | tuple[int, int]) -> dict:
+        epoch, index = (int(key[0]), int(key[1])) if isinstance(key, tuple) else (self.epoch, int(key))
         if not 0 <= index < len(self):
             raise IndexError(f"sample {index} out of range for {len(self)} samples")
-        rng = np.random.default_rng([self.seed, self.epoch, index])
+        rng = np.random.default_rng([self.seed, epoch, index])
         size = (self.patch_size,) * 3
         image_id, value = self.image_ids[index], self.label_values[index]
         best_start, best_label, best_count = None, None, -1
@@ -244,4 +249,6 @@ class PatchDataset(Dataset):
             "mask_id": self.mask_ids[index],
             "start": torch.from_numpy(best_start.astype(np.int64)),
             "flipped": torch.from_numpy(flipped),
+            "epoch": epoch,
+            "index": index,
         }

@@ -61,6 +61,17 @@ def _check_resumable(saved: dict[str, Any], config: TrainConfig) -> None:
         raise ValueError(f"cannot resume: the configuration differs from the checkpoint's in {changed}")
 
 
+def _run_batches(consumed: int, n_batches: int, n_samples: int, config: TrainConfig, context: ProcessContext):
+    """This process's micro-batches from micro-batch `consumed` on, epoch after epoch, as lists of
+    (epoch, sample index) pairs for `PatchDataset`."""
+    epoch, offset = divmod(consumed, n_batches)
+    while True:
+        batches = epoch_batches(n_samples, config.batch_size, context.world_size, context.rank, config.seed, epoch)
+        for indices in batches[offset:]:
+            yield [(epoch, index) for index in indices]
+        epoch, offset = epoch + 1, 0
+
+
 def train(config: TrainConfig) -> dict[str, Any]:
     """Train (or, with ``config.resume``, continue) a model on the catalog's selected masks.
 
@@ -128,48 +139,49 @@ def _train(config: TrainConfig, context: ProcessContext) -> dict[str, Any]:
     progress = tqdm(total=config.max_steps, initial=step, disable=not (config.progress and context.is_main))
     first_step, started, last_loss, step_losses = step, time.perf_counter(), float("nan"), []
     consumed = step * config.grad_accum_steps
-    while step < config.max_steps:
-        epoch, offset = divmod(consumed, n_batches)
-        batches = epoch_batches(len(dataset), config.batch_size, context.world_size, context.rank, config.seed, epoch)
-        batches = batches[offset:]
-        dataset.set_epoch(epoch)
-        loader = DataLoader(
-            dataset, batch_sampler=batches, num_workers=config.num_workers, pin_memory=device.type == "cuda"
-        )
-        for indices, batch in zip(batches, loader):
-            micro = consumed % config.grad_accum_steps
-            last_micro = micro == config.grad_accum_steps - 1
-            sync = contextlib.nullcontext() if last_micro or not context.distributed else network.no_sync()
-            with sync:
-                with autocast_for(config, device):
-                    loss = network(
-                        batch["image"].to(device, non_blocking=True),
-                        batch["label"].to(device, non_blocking=True).float(),
-                        click_seeds(config.seed, epoch, indices),
-                        refine_iteration(config.seed, consumed, config.iterations_per_batch),
-                    )
-                (loss / config.grad_accum_steps).backward()
-            step_losses.append(float(loss.detach()))
-            consumed += 1
-            if not last_micro:
-                continue
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            scheduler.step()
-            step += 1
-            last_loss = mean_over_processes(sum(step_losses) / len(step_losses), context)
-            step_losses = []
-            rate = (step - first_step) * samples_per_step / (time.perf_counter() - started)
-            progress.update(1)
-            progress.set_postfix(loss=f"{last_loss:.4f}", samples_per_s=f"{rate:.2f}")
-            if context.is_main and (step % config.log_every == 0 or step == config.max_steps):
-                _log_metrics(out, step, epoch, last_loss, scheduler.get_last_lr(), rate)
-            if context.is_main and (step % config.checkpoint_every == 0 or step == config.max_steps):
-                checkpoint = save_training_state(
-                    out, model, optimizer, scheduler, step, config.model_dump(mode="json"), config.keep_checkpoints
+    # One DataLoader for the whole run: its workers (and their chunk caches) live across epochs, and each
+    # sample carries its epoch, so the order is the same as epoch by epoch.
+    loader = DataLoader(
+        dataset,
+        batch_sampler=_run_batches(consumed, n_batches, len(dataset), config, context),
+        num_workers=config.num_workers,
+        pin_memory=device.type == "cuda",
+    )
+    for batch in loader:
+        epoch, indices = int(batch["epoch"][0]), [int(i) for i in batch["index"]]
+        micro = consumed % config.grad_accum_steps
+        last_micro = micro == config.grad_accum_steps - 1
+        sync = contextlib.nullcontext() if last_micro or not context.distributed else network.no_sync()
+        with sync:
+            with autocast_for(config, device):
+                loss = network(
+                    batch["image"].to(device, non_blocking=True),
+                    batch["label"].to(device, non_blocking=True).float(),
+                    click_seeds(config.seed, epoch, indices),
+                    refine_iteration(config.seed, consumed, config.iterations_per_batch),
                 )
-            if step >= config.max_steps:
-                break
+            (loss / config.grad_accum_steps).backward()
+        step_losses.append(float(loss.detach()))
+        consumed += 1
+        if not last_micro:
+            continue
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        scheduler.step()
+        step += 1
+        last_loss = mean_over_processes(sum(step_losses) / len(step_losses), context)
+        step_losses = []
+        rate = (step - first_step) * samples_per_step / (time.perf_counter() - started)
+        progress.update(1)
+        progress.set_postfix(loss=f"{last_loss:.4f}", samples_per_s=f"{rate:.2f}")
+        if context.is_main and (step % config.log_every == 0 or step == config.max_steps):
+            _log_metrics(out, step, epoch, last_loss, scheduler.get_last_lr(), rate)
+        if context.is_main and (step % config.checkpoint_every == 0 or step == config.max_steps):
+            checkpoint = save_training_state(
+                out, model, optimizer, scheduler, step, config.model_dump(mode="json"), config.keep_checkpoints
+            )
+        if step >= config.max_steps:
+            break
     progress.close()
     elapsed = time.perf_counter() - started
     return {

@@ -208,3 +208,33 @@ def test_loss_decreases_on_real_ct_masks(raw_catalog, tmp_path):
     losses = [json.loads(line)["loss"] for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert len(losses) == 12 and all(np.isfinite(losses))
     assert np.mean(losses[-4:]) < np.mean(losses[:4]), losses
+
+
+def test_the_run_draws_each_epoch_in_its_order_across_epoch_boundaries():
+    """One DataLoader serves the whole run: its batches are the per-epoch batches, epoch after epoch,
+    starting where a resumed run left off."""
+    import itertools
+
+    from model.distributed import ProcessContext
+    from model.train_config import TrainConfig
+    from model.trainer import _run_batches
+
+    config = TrainConfig(catalog="-", out="-", batch_size=2, seed=5)
+    context = ProcessContext(rank=1, world_size=2, device=torch.device("cpu"))
+    per_epoch = [epoch_batches(11, 2, 2, 1, 5, epoch) for epoch in range(3)]  # 2 global batches an epoch
+    expected = [[(epoch, i) for i in batch] for epoch, batches in enumerate(per_epoch) for batch in batches]
+    assert list(itertools.islice(_run_batches(0, 2, 11, config, context), 6)) == expected
+    assert list(itertools.islice(_run_batches(3, 2, 11, config, context), 3)) == expected[3:]
+
+
+def test_a_sample_is_the_same_whether_its_epoch_is_set_or_given(phantom_catalog):
+    from model.data import PatchDataset, select_masks
+
+    masks = select_masks(phantom_catalog, splits=None).head(2)
+    dataset = PatchDataset(phantom_catalog, masks, patch_size=32, seed=2)
+    dataset.set_epoch(3)
+    by_epoch = dataset[1]
+    dataset.set_epoch(0)
+    given = dataset[(3, 1)]
+    assert torch.equal(by_epoch["image"], given["image"]) and torch.equal(by_epoch["label"], given["label"])
+    assert given["epoch"] == 3 and given["index"] == 1
