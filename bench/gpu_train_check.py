@@ -38,6 +38,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1), help="DataLoader workers")
     parser.add_argument("--workdir", help="keep the phantoms, catalog and run here (default: a temporary folder)")
     parser.add_argument("--catalog", help="train on this existing catalog instead of curating SYNTHETIC phantoms")
+    parser.add_argument(
+        "--step-only", action="store_true", help="also time the optimiser step alone, on one batch held on the device"
+    )
     args = parser.parse_args(argv)
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         print(
@@ -100,7 +103,45 @@ def _check(args: argparse.Namespace, folder: Path) -> int:
         f"{rate:.2f} | {args.batch_size / rate:.2f} | {peak} |"
     )
     print(f"final loss {result['loss']:.4f} at step {result['step']}")
+    if args.step_only:
+        _time_step_alone(args, catalog)
     return 0
+
+
+def _time_step_alone(args: argparse.Namespace, catalog: Path) -> None:
+    """Seconds per optimiser step with the batch already on the device: the step without data loading."""
+    from model.batching import click_seeds
+    from model.builder import build_model
+    from model.click_loop import ClickLoop
+    from model.data import PatchDataset, select_masks
+    from model.train_config import TrainConfig
+    from model.trainer import autocast_for, make_optimizer
+
+    device = torch.device(args.device)
+    config = TrainConfig(catalog=str(catalog), out="-", model=args.model, device=args.device)
+    dataset = PatchDataset(catalog, select_masks(catalog, splits=None).head(args.batch_size), seed=0)
+    samples = [dataset[i] for i in range(args.batch_size)]
+    image = torch.stack([s["image"] for s in samples]).to(device)
+    label = torch.stack([s["label"] for s in samples]).to(device).float()
+    model = build_model(args.model).to(device)
+    loop = ClickLoop(model, args.iterations).to(device)
+    optimizer = make_optimizer(model, config)
+    times = []
+    for repeat in range(args.warmup_steps + args.steps):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        started = time.perf_counter()
+        with autocast_for(config, device):
+            loss = loop(image, label, click_seeds(0, 0, list(range(args.batch_size))), 5)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        if repeat >= args.warmup_steps:
+            times.append(time.perf_counter() - started)
+    step = sorted(times)[len(times) // 2]
+    print(f"step alone (batch on the device, median of {len(times)}): {step:.3f} s, {args.batch_size / step:.1f} samples/s")
 
 
 if __name__ == "__main__":
