@@ -6,7 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from model.clicks import challenge_click, paper_click, training_clicks
+from model.clicks import challenge_click, device_training_clicks, paper_click, training_clicks
+
+# The host loop (CPU tensors) and the sync-free rule used for tensors on a GPU, run here on CPU tensors.
+RULES = pytest.mark.parametrize("rule", [training_clicks, device_training_clicks], ids=["host", "device"])
 
 
 def _box(shape, low, high) -> np.ndarray:
@@ -19,12 +22,13 @@ def _generators(seeds):
     return [torch.Generator().manual_seed(s) for s in seeds]
 
 
-def test_training_clicks_fall_in_the_error_region_with_the_right_sign():
+@RULES
+def test_training_clicks_fall_in_the_error_region_with_the_right_sign(rule):
     target = torch.from_numpy(_box((16, 16, 16), (2, 2, 2), (10, 10, 10)))
     pred = torch.from_numpy(_box((16, 16, 16), (6, 6, 6), (14, 14, 14)))
     fn, fp = target & ~pred, pred & ~target
     batch_pred, batch_target = pred[None, None].repeat(64, 1, 1, 1, 1), target[None, None].repeat(64, 1, 1, 1, 1)
-    points, labels = training_clicks(batch_pred, batch_target, _generators(range(64)))
+    points, labels = rule(batch_pred, batch_target, _generators(range(64)))
     assert points.shape == (64, 1, 3) and points.dtype == torch.float32
     assert labels.shape == (64, 1) and labels.dtype == torch.int64
     signs = set()
@@ -36,26 +40,53 @@ def test_training_clicks_fall_in_the_error_region_with_the_right_sign():
     assert signs == {0, 1}
 
 
-def test_training_clicks_without_error_click_the_target_and_on_empty_targets_click_negative():
+@RULES
+def test_training_clicks_without_error_click_the_target_and_on_empty_targets_click_negative(rule):
     target = torch.from_numpy(_box((8, 8, 8), (2, 3, 4), (4, 5, 6)))
     empty = torch.zeros(8, 8, 8, dtype=torch.bool)
     pred = torch.stack([target, empty])[:, None]
     truth = torch.stack([target, empty])[:, None]
-    points, labels = training_clicks(pred, truth, _generators([0, 1]))
+    points, labels = rule(pred, truth, _generators([0, 1]))
     z, y, x = points[0, 0].long().tolist()
     assert bool(target[z, y, x]) and labels[0, 0] == 1
     assert labels[1, 0] == 0 and bool((points[1, 0] >= 0).all()) and bool((points[1, 0] < 8).all())
 
 
-def test_training_clicks_do_not_depend_on_batch_position():
+@RULES
+def test_training_clicks_do_not_depend_on_batch_position(rule):
     rng = np.random.default_rng(0)
     preds = torch.from_numpy(rng.random((3, 1, 12, 12, 12)) > 0.5)
     targets = torch.from_numpy(rng.random((3, 1, 12, 12, 12)) > 0.5)
-    whole, whole_labels = training_clicks(preds, targets, _generators([10, 11, 12]))
-    last, last_labels = training_clicks(preds[2:], targets[2:], _generators([12]))
+    whole, whole_labels = rule(preds, targets, _generators([10, 11, 12]))
+    last, last_labels = rule(preds[2:], targets[2:], _generators([12]))
     assert torch.equal(whole[2:], last) and torch.equal(whole_labels[2:], last_labels)
-    again, _ = training_clicks(preds, targets, _generators([10, 11, 12]))
+    again, _ = rule(preds, targets, _generators([10, 11, 12]))
     assert torch.equal(whole, again)
+
+
+def test_device_rule_draws_uniformly_from_the_error_region():
+    target = torch.from_numpy(_box((10, 10, 10), (2, 2, 2), (7, 7, 7)))
+    pred = torch.from_numpy(_box((10, 10, 10), (4, 4, 4), (9, 9, 9)))
+    errors = int((target ^ pred).sum())
+    hits = torch.zeros(10, 10, 10)
+    for seed in range(3 * errors):
+        points, _ = device_training_clicks(pred[None, None], target[None, None], _generators([seed]))
+        z, y, x = points[0, 0].long().tolist()
+        hits[z, y, x] += 1
+    assert not hits[~(target ^ pred)].any()
+    # 3 draws per voxel: about 95% of the voxels are drawn at least once under a uniform choice.
+    assert (hits[target ^ pred] > 0).float().mean() > 0.9
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_on_a_gpu_training_clicks_use_the_device_rule_and_stay_there():
+    rng = np.random.default_rng(1)
+    preds = torch.from_numpy(rng.random((4, 1, 16, 16, 16)) > 0.5)
+    targets = torch.from_numpy(rng.random((4, 1, 16, 16, 16)) > 0.6)
+    points, labels = training_clicks(preds.cuda(), targets.cuda(), _generators(range(4)))
+    expected_points, expected_labels = device_training_clicks(preds, targets, _generators(range(4)))
+    assert points.is_cuda and labels.is_cuda
+    assert torch.equal(points.cpu(), expected_points) and torch.equal(labels.cpu(), expected_labels)
 
 
 def test_training_clicks_reject_mismatched_inputs():
