@@ -85,12 +85,13 @@ class ChunkCache:
         return out
 
     def _decode(self, key: str, array, missing: np.ndarray, chunk: np.ndarray, shape: np.ndarray) -> None:
-        # One read of the box around the missing chunks: Zarr decodes the chunks of one request
-        # together, so this costs no more than a direct window read of them.
-        box_low = missing.min(axis=0) * chunk
-        box_high = np.minimum((missing.max(axis=0) + 1) * chunk, shape)
+        # One Zarr request for the box around the missing chunks (fewer calls than one per chunk); a
+        # chunk of the box decoded before is decoded again but not stored twice.
+        first, last = missing.min(axis=0), missing.max(axis=0)
+        box_low = first * chunk
+        box_high = np.minimum((last + 1) * chunk, shape)
         box = np.asarray(array[tuple(slice(int(a), int(b)) for a, b in zip(box_low, box_high))])
-        for index in itertools.product(*(range(int(a), int(b) + 1) for a, b in zip(missing.min(axis=0), missing.max(axis=0)))):
+        for index in itertools.product(*(range(int(a), int(b) + 1) for a, b in zip(first, last))):
             if (key, index) in self._chunks:
                 continue
             origin = np.asarray(index) * chunk - box_low

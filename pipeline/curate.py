@@ -179,14 +179,16 @@ def curate_case(
             reads = {c.index: pool.submit(_read_image, c) for c in wanted}
             early = {}
             if promised is not None:
-                early = {c.index: pool.submit(_stored_image_of_read, reads[c.index], promised, hashing) for c in wanted}
+                early = {
+                    c.index: pool.submit(_stored_image_of_read, reads[c.index], promised, hashing) for c in wanted
+                }
             try:
                 label_image, overlap_voxels = _read_label(case, label_header)
                 label_array, problem = _integer_labels(sitk.GetArrayFromImage(label_image))
             except UnreadableFileError as error:
                 label_array, problem = None, f"label map unreadable: {error}"
             if problem:
-                for future in early.values():
+                for future in [*reads.values(), *early.values()]:
                     future.cancel()
                 for channel in selected:
                     reasons.setdefault(channel.index, problem)
@@ -258,7 +260,10 @@ def _grid_of_header(header: HeaderInfo | None, config: CurationConfig) -> Resamp
     """The stored grid of a 3D label map as its header describes it (None without a usable header)."""
     if header is None or header.dimension != 3:
         return None
-    geometry = Geometry(*(tuple(float(v) for v in values) for values in (header.spacing_xyz, header.origin_xyz, header.direction)))
+    spacing, origin, direction = (
+        tuple(float(v) for v in values) for values in (header.spacing_xyz, header.origin_xyz, header.direction)
+    )
+    geometry = Geometry(spacing, origin, direction)
     return target_grid(geometry, tuple(int(n) for n in header.size_xyz[::-1]), config.target_spacing_mm)
 
 

@@ -202,7 +202,8 @@ def read_label_map(path: str | Path, header: HeaderInfo | None = None) -> sitk.I
             # zlib-ng: 3-5x faster than the zlib that gzip/nibabel use (a BraTS label map: 66 kB -> 35 MB)
             raw = gzip_ng.decompress(raw)
         stream = io.BytesIO(raw)
-        nifti = nibabel.Nifti1Header.from_fileobj(stream) if raw[:4] in _NIFTI1_SIZES else nibabel.Nifti2Header.from_fileobj(stream)
+        kind = nibabel.Nifti1Header if raw[:4] in _NIFTI1_SIZES else nibabel.Nifti2Header
+        nifti = kind.from_fileobj(stream)
         data = np.asanyarray(nifti.data_from_fileobj(stream))
     except Exception as error:  # gzip and nibabel raise several types for a damaged file; all mean unreadable
         raise UnreadableFileError(f"cannot read {path.name}: {error}") from error
