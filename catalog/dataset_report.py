@@ -59,7 +59,7 @@ def write_dataset_report(root: str | Path, out_dir: str | Path | None = None) ->
     for dataset, rows in images.groupby("dataset"):
         lines += _dataset_section(dataset, rows, masks[masks.dataset == dataset], pairs, folder)
     path = folder / "datasets.md"
-    path.write_text("\n".join(lines) + "\n")
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
 
 

@@ -64,7 +64,7 @@ def catalog_lock(root: str | Path, owner: str = "", wait_s: float = 0.0, poll_s:
 def lock_holder(root: str | Path) -> dict | None:
     """What the lock file of `root` says about its holder, or None when there is no readable file."""
     try:
-        return json.loads((Path(root) / LOCK_FILE).read_text())
+        return json.loads((Path(root) / LOCK_FILE).read_text(encoding="utf-8"))
     except (FileNotFoundError, json.JSONDecodeError):
         return None
 

@@ -154,7 +154,7 @@ def write_report(
         sections = [f"# Mean scores by {key} (network / baseline)\n"]
         for space in (ORIGINAL, CROP):
             sections.append(f"## {SPACE_TITLES[space]}\n\n{markdown_table(table, key, space, settings)}\n")
-        (tables_dir / f"by_{key}.md").write_text("\n".join(sections))
+        (tables_dir / f"by_{key}.md").write_text("\n".join(sections), encoding="utf-8")
         table_links.append(f"- by {key}: [Markdown](tables/by_{key}.md), [Parquet](tables/by_{key}.parquet)")
     for protocol in (PAPER, CHALLENGE):
         plot_dice_vs_clicks(steps, protocol, plots_dir / f"dice_vs_clicks_{protocol}.png")
@@ -226,5 +226,5 @@ def write_report(
     if skipped:
         lines += ["## Skipped masks", "", pd.DataFrame(skipped).to_markdown(index=False), ""]
     report = out / "report.md"
-    report.write_text("\n".join(lines))
+    report.write_text("\n".join(lines), encoding="utf-8")
     return report

@@ -85,7 +85,7 @@ class TrainConfig(BaseModel):
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"config file {path} does not exist")
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         if not isinstance(data, dict):
             raise ValueError(f"config file {path} must hold a mapping of option: value")
         return cls(**{**data, **overrides})

@@ -132,7 +132,9 @@ def _train(config: TrainConfig, context: ProcessContext) -> dict[str, Any]:
         raise ValueError(f"{out} already holds checkpoints; resume, or choose another output folder")
     if context.is_main:
         out.mkdir(parents=True, exist_ok=True)
-        (out / "config.yaml").write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
+        (out / "config.yaml").write_text(
+            yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False), encoding="utf-8"
+        )
 
     network = DistributedDataParallel(loop, find_unused_parameters=True) if context.distributed else loop
     samples_per_step = config.batch_size * config.grad_accum_steps * context.world_size
@@ -195,7 +197,7 @@ def _train(config: TrainConfig, context: ProcessContext) -> dict[str, Any]:
 
 def _log_metrics(out: Path, step: int, epoch: int, loss: float, lrs: list[float], rate: float) -> None:
     line = {"step": step, "epoch": epoch, "loss": loss, "lr_encoder": lrs[0], "lr_other": lrs[1], "samples_per_s": rate}
-    with (out / "metrics.jsonl").open("a") as handle:
+    with (out / "metrics.jsonl").open("a", encoding="utf-8") as handle:
         handle.write(json.dumps(line) + "\n")
 
 

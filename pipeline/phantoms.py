@@ -357,7 +357,7 @@ def _prepare_dataset_dir(root: Path, name: str) -> Path:
     if folder.exists():
         # Only ever delete a folder this module wrote; anything else is someone's data.
         meta = folder / "dataset.json"
-        if not meta.is_file() or json.loads(meta.read_text()).get("synthetic") is not True:
+        if not meta.is_file() or json.loads(meta.read_text(encoding="utf-8")).get("synthetic") is not True:
             raise FileExistsError(f"{folder} exists and is not a synthetic phantom dataset")
         shutil.rmtree(folder)
     (folder / "imagesTr").mkdir(parents=True)
@@ -366,7 +366,7 @@ def _prepare_dataset_dir(root: Path, name: str) -> Path:
 
 
 def _write_json(path: Path, payload: dict) -> None:
-    path.write_text(json.dumps(payload, indent=2) + "\n")
+    path.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
 
 
 def _write_dataset_meta(folder, name, channels, labels, n_cases, description, truth_cases):
@@ -482,5 +482,5 @@ def phantom_truth(dataset_dir, case_id: str) -> dict:
             missing kidney side is absent; MR: "lateral_ventricle").
         tumor_side: MR only, "left" or "right".
     """
-    truth = json.loads((Path(dataset_dir) / _TRUTH_FILE).read_text())
+    truth = json.loads((Path(dataset_dir) / _TRUTH_FILE).read_text(encoding="utf-8"))
     return truth["cases"][case_id]

@@ -95,5 +95,5 @@ class Vocabulary:
 
 @lru_cache(maxsize=1)
 def default_vocabulary() -> Vocabulary:
-    text = resources.files("pipeline").joinpath("vocabulary.yaml").read_text()
+    text = resources.files("pipeline").joinpath("vocabulary.yaml").read_text(encoding="utf-8")
     return Vocabulary(yaml.safe_load(text)["groups"])

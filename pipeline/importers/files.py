@@ -35,7 +35,7 @@ def image_files(folder: Path) -> dict[str, Path]:
 def read_json(path: Path, required: tuple[str, ...], layout: str) -> dict:
     """A JSON object with the `required` keys, or `DatasetLayoutError` naming what is wrong."""
     try:
-        meta = json.loads(path.read_text())
+        meta = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as error:
         raise DatasetLayoutError(f"{path} cannot be read as JSON: {error}") from error
     if not isinstance(meta, dict):
@@ -49,7 +49,7 @@ def read_json(path: Path, required: tuple[str, ...], layout: str) -> dict:
 def json_or_none(path: Path) -> dict | None:
     """The JSON object in `path`, or None when it is missing or not a readable JSON object."""
     try:
-        meta = json.loads(path.read_text())
+        meta = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError):
         return None
     return meta if isinstance(meta, dict) else None

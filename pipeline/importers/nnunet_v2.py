@@ -27,7 +27,7 @@ def is_nnunet_v2_dataset(path: Path) -> bool:
 def _load_dataset_json(dataset_dir: Path) -> dict:
     json_path = dataset_dir / "dataset.json"
     try:
-        meta = json.loads(json_path.read_text())
+        meta = json.loads(json_path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as error:
         raise DatasetLayoutError(f"{json_path} cannot be read as JSON: {error}") from error
     missing = [key for key in ("channel_names", "labels", "file_ending") if key not in meta]

@@ -236,7 +236,8 @@ class LoopbackStack:
     def prefect_cli(self, *args: str, timeout_s: float = 120) -> subprocess.CompletedProcess:
         """Run `prefect ARGS` against the loopback server; fail with its output when it fails."""
         result = subprocess.run(
-            [str(BIN / "prefect"), *args], env=self.env, cwd=REPO_ROOT, capture_output=True, text=True,
+            [str(BIN / "prefect"), *args], env=self.env, cwd=REPO_ROOT, capture_output=True,
+            text=True, encoding="utf-8", errors="replace",
             timeout=timeout_s, start_new_session=True,
         )
         assert result.returncode == 0, f"prefect {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"

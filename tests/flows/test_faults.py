@@ -68,7 +68,7 @@ def test_the_lock_of_a_killed_holder_is_taken_over(tmp_path):
          "import sys, time; from catalog.lock import catalog_lock\n"
          "with catalog_lock(sys.argv[1], owner='doomed'):\n    print('held', flush=True); time.sleep(600)",
          str(tmp_path)],
-        stdout=subprocess.PIPE, text=True, start_new_session=True,
+        stdout=subprocess.PIPE, text=True, encoding="utf-8", errors="replace", start_new_session=True,
     )
     try:
         assert holder.stdout.readline().strip() == "held"

@@ -125,9 +125,12 @@ def test_docker_compose_file_is_valid_and_agrees_with_prefect_yaml():
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SAMMED3D_", "DASK_THREADS", "POSTGRES_"))}
     compose_file = REPO_ROOT / "docker-compose.yml"
     command = [str(compose_binary()), "--project-directory", str(REPO_ROOT), "-f", str(compose_file)]
-    checked = subprocess.run([*command, "config", "-q"], env=env, capture_output=True, text=True, timeout=60)
+    checked = subprocess.run(
+        [*command, "config", "-q"], env=env, capture_output=True, text=True, encoding="utf-8", errors="replace", timeout=60
+    )
     assert checked.returncode == 0, checked.stderr
-    rendered = subprocess.run([*command, "config", "--format", "json"], env=env, capture_output=True, text=True,
+    rendered = subprocess.run([*command, "config", "--format", "json"], env=env, capture_output=True,
+                              text=True, encoding="utf-8", errors="replace",
                               timeout=60, check=True)
     services = json.loads(rendered.stdout)["services"]
     assert set(services) == {"postgres", "prefect-server", "deploy", "prefect-worker", "dask-scheduler", "dask-worker"}

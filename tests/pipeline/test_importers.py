@@ -297,3 +297,26 @@ def test_layout_detection_override_and_errors(raw_data, tmp_path):
     (case,) = read_dataset(tmp_path)
     assert "cannot tell the modality of dataset folder WORD" in case.problems[0]
     assert curate_case(case, CONFIG).images[0].row["status"] == "rejected"
+
+
+def test_non_ascii_label_names_are_read_whatever_the_process_locale(raw_data, tmp_path):
+    """dataset.json is UTF-8 by definition. A C library may switch the process to an ASCII locale at run
+    time (GDCM's DICOM writer does), which must not change how the files are decoded."""
+    import locale
+
+    source = raw_data / "Dataset003_TotalSegMR"
+    dataset = tmp_path / "Dataset903_Umlaut"
+    shutil.copytree(source, dataset)
+    meta = json.loads((source / "dataset.json").read_text(encoding="utf-8"))
+    first = next(name for name, value in meta["labels"].items() if value)
+    meta["labels"] = {("Gehirnstück" if name == first else name): value for name, value in meta["labels"].items()}
+    (dataset / "dataset.json").write_text(json.dumps(meta, ensure_ascii=False), encoding="utf-8")
+    previous = locale.setlocale(locale.LC_CTYPE)
+    locale.setlocale(locale.LC_CTYPE, "C")
+    try:
+        assert locale.getpreferredencoding(False) != "UTF-8"
+        (case,) = read_dataset(dataset)
+        rows = curate_case(case, CONFIG).masks
+    finally:
+        locale.setlocale(locale.LC_CTYPE, previous)
+    assert "Gehirnstück" in {row["source_name"] for row in rows}
