@@ -38,7 +38,8 @@ def stored_image_sha256(array: np.ndarray) -> str:
 def store_and_hash(
     resampled: np.ndarray, source_is_integer: bool, hashing: Executor, slab: int = 16, copy: bool = False
 ) -> tuple[np.ndarray, Future]:
-    """`pipeline.resample.storage_array` of `resampled` and, on `hashing`, its `stored_image_sha256`.
+    """`resampled` as stored, in `pipeline.resample.storage_dtype` (integers rounded half to even), and, on
+    `hashing`, its `stored_image_sha256`.
 
     The conversion goes `slab` z-slices at a time and each finished slab is hashed at once on `hashing`
     (one worker, so updates run in order) while the next is converted: the digest is ready about one slab

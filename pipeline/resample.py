@@ -63,17 +63,13 @@ def resample_image(array: np.ndarray, grid: ResampledGrid, out: torch.Tensor | N
 
     torch's scale factors fix the coordinate mapping and yield floor(n * factor) voxels, so the end is
     padded with edge values until that reaches the wanted size, then cropped. `out`: a float32 buffer of at
-    least that many voxels to write into (see `scratch_output`); the result is then a view of it.
+    least `output_voxels(...)` voxels to write into (see `ScratchOutputs`); the result is then a view of it.
     """
     shape, factors = grid.shape_zyx, grid.factors_zyx
-    pad = [0, 0, 0]
-    for axis in range(3):
-        while math.floor((array.shape[axis] + pad[axis]) * factors[axis]) < shape[axis]:
-            pad[axis] += 1
+    pad, size = _padding_and_output_size(array.shape, grid)
     tensor = torch.from_numpy(np.array(array, dtype=np.float32))[None, None]
     if any(pad):
         tensor = torch.nn.functional.pad(tensor, (0, pad[2], 0, pad[1], 0, pad[0]), mode="replicate")
-    size = [math.floor(n * f) for n, f in zip(tensor.shape[2:], factors)]
     if out is None:
         result = torch.nn.functional.interpolate(
             tensor, scale_factor=factors, mode="trilinear", align_corners=False, recompute_scale_factor=False
@@ -120,13 +116,16 @@ class ScratchOutputs:
 
 def output_voxels(array_shape: tuple[int, ...], grid: ResampledGrid) -> int:
     """Voxels `resample_image` computes (before cropping) for a source of `array_shape` onto `grid`."""
-    total = 1
+    return math.prod(_padding_and_output_size(array_shape, grid)[1])
+
+
+def _padding_and_output_size(array_shape: tuple[int, ...], grid: ResampledGrid) -> tuple[list[int], list[int]]:
+    """Edge voxels `resample_image` appends per (z, y, x) axis, and the size torch then computes."""
+    pad = [0, 0, 0]
     for axis in range(3):
-        n = array_shape[axis]
-        while math.floor(n * grid.factors_zyx[axis]) < grid.shape_zyx[axis]:
-            n += 1
-        total *= math.floor(n * grid.factors_zyx[axis])
-    return total
+        while math.floor((array_shape[axis] + pad[axis]) * grid.factors_zyx[axis]) < grid.shape_zyx[axis]:
+            pad[axis] += 1
+    return pad, [math.floor((n + p) * f) for n, p, f in zip(array_shape, pad, grid.factors_zyx)]
 
 
 def resample(image: sitk.Image, spacing_xyz: tuple[float, float, float], *, is_label: bool) -> sitk.Image:
@@ -186,7 +185,7 @@ def resample_labels_with_statistics(label_map: np.ndarray, grid: ResampledGrid, 
 
 def storage_dtype(array: np.ndarray, source_is_integer: bool) -> np.dtype:
     """dtype to store a resampled (z, y, x) image in: int16 when the source held integers (CT in HU) and the
-    values fit, else float32."""
+    values fit, else float32 (`pipeline.fingerprint.store_and_hash` converts)."""
     if source_is_integer and array.size:
         # torch.aminmax: one multi-threaded pass instead of NumPy's two single-threaded ones.
         low, high = (float(v) for v in torch.aminmax(torch.from_numpy(np.asarray(array, dtype=np.float32))))
@@ -194,10 +193,3 @@ def storage_dtype(array: np.ndarray, source_is_integer: bool) -> np.dtype:
             return np.dtype(np.int16)
     return np.dtype(np.float32)
 
-
-def storage_array(array: np.ndarray, source_is_integer: bool) -> np.ndarray:
-    """(z, y, x) array to store, in `storage_dtype` (integers rounded half to even; `array` may be changed)."""
-    dtype = storage_dtype(array, source_is_integer)
-    if dtype == np.int16:
-        return np.rint(array, out=array).astype(np.int16)
-    return array.astype(np.float32, copy=False)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pandas as pd
@@ -20,9 +21,9 @@ from catalog.leaks import (
 )
 from catalog.reader import Catalog
 from catalog.schema import IMAGE_SCHEMA, MASK_SCHEMA
-from pipeline.fingerprint import slice_signature, stored_image_sha256
+from pipeline.curate import _stored_image
 from pipeline.geometry import Geometry
-from pipeline.resample import resample_image, storage_array, target_grid
+from pipeline.resample import target_grid
 
 TS_CT_GROUP = {
     ("Dataset001_TotalSegCT", "ts_ct"),
@@ -86,13 +87,12 @@ def test_best_alignment_matches_a_brute_force_search():
 
 def stored_row(image: sitk.Image, image_id: str, dataset: str, case_id: str) -> dict:
     """The fingerprint columns `curate_case` writes, for an image resampled to 1.5 mm."""
-    source = sitk.GetArrayViewFromImage(image)
-    grid = target_grid(Geometry.of(image), source.shape, (1.5, 1.5, 1.5))
-    stored = storage_array(resample_image(source, grid), source.dtype.kind in "iu")
-    signature, shape = slice_signature(stored, grid.geometry.direction)
+    grid = target_grid(Geometry.of(image), sitk.GetArrayViewFromImage(image).shape, (1.5, 1.5, 1.5))
+    with ThreadPoolExecutor(max_workers=1) as hashing:
+        stored, signature, shape, digest = _stored_image(image, grid, hashing)
     return {
         "image_id": image_id, "dataset": dataset, "case_id": case_id, "status": "kept",
-        "stored_sha256": stored_image_sha256(stored), "similarity_signature": signature.ravel(),
+        "stored_sha256": digest, "similarity_signature": signature.ravel(),
         "canonical_shape_spl": list(shape), "stored_spacing_xyz": list(grid.geometry.spacing_xyz),
         "stored_origin_xyz": list(grid.geometry.origin_xyz), "stored_direction": list(grid.geometry.direction),
         "stored_shape_zyx": list(stored.shape),

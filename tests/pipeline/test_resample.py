@@ -1,9 +1,12 @@
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import pytest
 import SimpleITK as sitk
 
 from pipeline.geometry import Geometry
-from pipeline.resample import resample, resample_labels, resample_labels_with_statistics, storage_array, target_grid
+from pipeline.fingerprint import store_and_hash
+from pipeline.resample import resample, resample_labels, resample_labels_with_statistics, target_grid
 
 
 def make_image(array, spacing, direction=(1, 0, 0, 0, 1, 0, 0, 0, 1), origin=(10.0, -20.0, 5.0)):
@@ -35,14 +38,19 @@ def test_labels_are_resampled_by_nearest_neighbour():
     assert (out == 3).sum() == 8 * (label == 3).sum()
 
 
+def as_stored(array, source_is_integer):
+    with ThreadPoolExecutor(max_workers=1) as hashing:
+        return store_and_hash(array, source_is_integer, hashing)[0]
+
+
 def test_ct_stays_int16_and_floats_stay_float():
     ct = make_image(np.full((6, 6, 6), -1000, np.int16), (1.0, 1.0, 1.0))
-    stored = storage_array(sitk.GetArrayFromImage(resample(ct, (1.5, 1.5, 1.5), is_label=False)), True)
+    stored = as_stored(sitk.GetArrayFromImage(resample(ct, (1.5, 1.5, 1.5), is_label=False)), True)
     assert stored.dtype == np.int16 and (stored == -1000).all()
     mr = make_image(np.random.default_rng(0).random((6, 6, 6)).astype(np.float32), (1.0, 1.0, 1.0))
-    assert storage_array(sitk.GetArrayFromImage(resample(mr, (1.5, 1.5, 1.5), is_label=False)), False).dtype == np.float32
+    assert as_stored(sitk.GetArrayFromImage(resample(mr, (1.5, 1.5, 1.5), is_label=False)), False).dtype == np.float32
     huge = np.full((4, 4, 4), 40000.0, np.float32)
-    assert storage_array(huge, True).dtype == np.float32, "integers beyond int16 stay float32"
+    assert as_stored(huge, True).dtype == np.float32, "integers beyond int16 stay float32"
 
 
 @pytest.mark.parametrize(
