@@ -202,8 +202,10 @@ def read_label_map(path: str | Path, header: HeaderInfo | None = None) -> sitk.I
             # zlib-ng: 3-5x faster than the zlib that gzip/nibabel use (a BraTS label map: 66 kB -> 35 MB)
             raw = gzip_ng.decompress(raw)
         stream = io.BytesIO(raw)
-        kind = nibabel.Nifti1Header if raw[:4] in _NIFTI1_SIZES else nibabel.Nifti2Header
-        nifti = kind.from_fileobj(stream)
+        version = _nifti_version(raw)
+        if version is None:
+            raise ValueError("not a NIfTI header")
+        nifti = (nibabel.Nifti1Header if version[0] == 348 else nibabel.Nifti2Header).from_fileobj(stream)
         data = np.asanyarray(nifti.data_from_fileobj(stream))
     except Exception as error:  # gzip and nibabel raise several types for a damaged file; all mean unreadable
         raise UnreadableFileError(f"cannot read {path.name}: {error}") from error
@@ -215,8 +217,13 @@ def read_label_map(path: str | Path, header: HeaderInfo | None = None) -> sitk.I
     return image
 
 
-# sizeof_hdr of a NIfTI-1 header, little and big endian (NIfTI-2 has 540).
-_NIFTI1_SIZES = (struct.pack("<i", 348), struct.pack(">i", 348))
+def _nifti_version(head: bytes) -> tuple[int, str] | None:
+    """(sizeof_hdr, struct byte order) of the bytes a NIfTI file starts with: 348 for NIfTI-1, 540 for
+    NIfTI-2; None when they are no NIfTI header."""
+    for order in "<>":
+        if len(head) >= 4 and struct.unpack(f"{order}i", head[:4])[0] in (348, 540):
+            return struct.unpack(f"{order}i", head[:4])[0], order
+    return None
 
 
 def _check_nifti_gzip_complete(path: Path, voxel_bytes: int) -> None:
@@ -225,14 +232,11 @@ def _check_nifti_gzip_complete(path: Path, voxel_bytes: int) -> None:
     voxel bytes: comparing the two catches truncation without decompressing the file a second time."""
     with gzip.open(path, "rb") as stream:
         head = stream.read(176)
-    if len(head) >= 4 and struct.unpack("<i", head[:4])[0] in (348, 540):
-        little = True
-    elif len(head) >= 4 and struct.unpack(">i", head[:4])[0] in (348, 540):
-        little = False
-    else:
+    version = _nifti_version(head)
+    if version is None:
         raise UnreadableFileError(f"cannot read {path.name}: not a NIfTI header")
-    order = "<" if little else ">"
-    if struct.unpack(f"{order}i", head[:4])[0] == 348:
+    size, order = version
+    if size == 348:
         offset = int(struct.unpack(f"{order}f", head[108:112])[0])
     else:
         offset = struct.unpack(f"{order}q", head[168:176])[0]
