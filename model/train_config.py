@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from model.builder import MODEL_REGISTRY
+from pipeline.config import read_config_mapping
 
 # Fields a resumed run may change: they do not alter what is computed, only how long, how often it is
 # recorded, and how the work is spread over processes.
@@ -82,10 +82,4 @@ class TrainConfig(BaseModel):
     @classmethod
     def from_file(cls, path: str | Path, **overrides) -> "TrainConfig":
         """Read a YAML (or JSON) mapping of fields; ``overrides`` (e.g. from the command line) win."""
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"config file {path} does not exist")
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        if not isinstance(data, dict):
-            raise ValueError(f"config file {path} must hold a mapping of option: value")
-        return cls(**{**data, **overrides})
+        return cls(**{**read_config_mapping(path), **overrides})

@@ -90,13 +90,19 @@ class CurationConfig(BaseModel):
     @classmethod
     def from_file(cls, path: str | Path) -> "CurationConfig":
         """Read a YAML or JSON file of field overrides; unknown keys are an error."""
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"config file {path} does not exist")
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        if not isinstance(data, dict):
-            raise ValueError(f"config file {path} must hold a mapping of option: value")
-        return cls(**data)
+        return cls(**read_config_mapping(path))
+
+
+def read_config_mapping(path: str | Path) -> dict:
+    """The option: value mapping of a YAML (or JSON) config file; an empty file is an empty mapping.
+    Raises FileNotFoundError / ValueError with one sentence."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"config file {path} does not exist")
+    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    if not isinstance(data, dict):
+        raise ValueError(f"config file {path} must hold a mapping of option: value")
+    return data
 
 
 @functools.lru_cache(maxsize=16)
