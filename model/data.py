@@ -154,7 +154,7 @@ class PatchDataset(Dataset):
         epoch (int), index (int): which draw this is.
 
     ``dataset[(epoch, i)]`` draws sample i of that epoch whatever :meth:`set_epoch` said, so one
-    DataLoader (with persistent workers) can run over many epochs.
+    DataLoader, its workers started once, can run over many epochs.
 
     Shards are opened lazily, once per process, so DataLoader workers each hold their own handles.
     ``dataset[i]`` uses the epoch of :meth:`set_epoch` (workers get a copy when the iterator starts).
