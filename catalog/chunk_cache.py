@@ -44,7 +44,15 @@ class ChunkCache:
         """Whether (array key, chunk grid index) is decoded in the cache."""
         return key in self._chunks
 
-    def window(self, key: str, array, start: np.ndarray, size: tuple[int, int, int], pad_value: float) -> np.ndarray:
+    def window(
+        self,
+        key: str,
+        array,
+        start: np.ndarray,
+        size: tuple[int, int, int],
+        pad_value: float,
+        out: np.ndarray | None = None,
+    ) -> np.ndarray:
         """`array[start : start + size]` for any start, `pad_value` outside the array, through the cache.
 
         Args:
@@ -53,16 +61,21 @@ class ChunkCache:
             start (ndarray): (3,) int first voxel of the window; may lie outside the array.
             size (tuple[int, int, int]): window shape in voxels.
             pad_value (float): value of the window outside the array.
+            out (ndarray | None): where to write the window (shape `size`, the array's dtype), e.g. a buffer
+                reused from patch to patch; None allocates one.
 
         Returns:
-            ndarray of `size` and the array's dtype; a new array (the cache keeps its own chunks).
+            ndarray of `size` and the array's dtype: `out`, or a new array (the cache keeps its own chunks).
         """
         shape = np.asarray(array.shape)
         chunk = np.asarray(array.chunks)
         start = np.asarray(start, dtype=int)
         low = np.clip(start, 0, shape)
         high = np.clip(start + np.asarray(size), 0, shape)
-        out = np.full(tuple(size), pad_value, dtype=array.dtype)
+        out = window_buffer(out, size, array.dtype)
+        covered = np.all(low == start) and np.all(high == start + np.asarray(size))
+        if not covered:
+            out.fill(pad_value)
         if not np.all(high > low):
             return out
         first, last = low // chunk, (high - 1) // chunk
@@ -103,3 +116,12 @@ class ChunkCache:
         while self.bytes > self.max_bytes and self._chunks:
             _, block = self._chunks.popitem(last=False)
             self.bytes -= block.nbytes
+
+
+def window_buffer(out: np.ndarray | None, size: tuple[int, int, int], dtype) -> np.ndarray:
+    """`out` checked to hold a window of `size` and `dtype`, or a new uninitialised array for one."""
+    if out is None:
+        return np.empty(tuple(size), dtype=dtype)
+    if out.shape != tuple(size) or out.dtype != dtype:
+        raise ValueError(f"window buffer is {out.dtype}{out.shape}, the window {np.dtype(dtype)}{tuple(size)}")
+    return out

@@ -74,3 +74,21 @@ def test_catalog_with_a_cache_reads_only_the_chunks_it_needs(tmp_path):
 def test_a_budget_must_be_positive():
     with pytest.raises(ValueError, match="positive byte budget"):
         ChunkCache(0)
+
+
+def test_windows_written_into_given_buffers_equal_fresh_ones(array):
+    stored, _ = array
+    cache = ChunkCache(64 << 20)
+    buffer = np.full((40, 50, 60), 123, dtype=np.int16)
+    for start in (np.array([10, 20, 30]), np.array([-15, 120, 170]), np.array([200, 0, 0])):
+        expected = read_window(stored, start, (40, 50, 60), -7)
+        assert cache.window("a", stored, start, (40, 50, 60), -7, out=buffer) is buffer
+        assert np.array_equal(buffer, expected)
+        assert np.array_equal(read_window(stored, start, (40, 50, 60), -7, out=buffer), expected)
+    flipped = np.flip(buffer, (0, 2))  # a flipped view receives the window, so the buffer holds it flipped
+    cache.window("a", stored, np.array([5, 5, 5]), (40, 50, 60), 0, out=flipped)
+    assert np.array_equal(buffer, np.flip(read_window(stored, np.array([5, 5, 5]), (40, 50, 60), 0), (0, 2)))
+    with pytest.raises(ValueError, match="window buffer"):
+        cache.window("a", stored, np.array([0, 0, 0]), (40, 50, 61), 0, out=buffer)
+    with pytest.raises(ValueError, match="window buffer"):
+        read_window(stored, np.array([0, 0, 0]), (40, 50, 60), 0, out=buffer.astype(np.float32))
