@@ -4,20 +4,28 @@ Side by side in one run, on the same masks of one case, for two cases: the real 
 122x101x112 voxels of 3 mm) and a SYNTHETIC full-size CT phantom (384x384x256 voxels of 0.625 x 0.625 x 0.75 mm,
 the size of a typical clinical CT); both are stored at 1.5 mm:
 
-* **catalog, cold**: :class:`model.data.PatchDataset` with its chunk cache off (``cache_mb=0``) through a
-  DataLoader (0 and 2 workers): every patch decodes the Zarr chunks it touches, normalises, flips.
+All columns hand the same thing to the training process, as the trainer asks for it: batches of
+``--batch-size`` samples (the training default, 2), float16 normalised images and labels packed 8 voxels to
+a byte, made by 0 or 2 DataLoader worker processes. The conversion to float32 that follows on the training
+device is not timed (on a GPU it is one kernel per batch).
+
+* **catalog, cold**: :class:`model.data.PatchDataset` through the trainer's loader
+  (:class:`model.patch_loader.PatchBatchLoader`, batches written into shared-memory slots) with the chunk
+  cache off (``cache_mb=0``): every patch decodes the Zarr chunks it touches, normalises, flips.
 * **catalog, cached**: the same with the default per-worker chunk cache (512 MiB), as training runs it: the
   masks of one image share its decoded chunks.
+* **cached, fp32 + bytes**: the cached dataset with float32 images and one byte per label voxel, collated by
+  a plain DataLoader from single samples (how the trainer loaded before): what the hand-over buys.
 * **source .nii.gz**: the published loader's way, per sample: read the case's whole image and label .nii.gz
   with SimpleITK, resample both to 1.5 mm (linear / nearest), binarise the mask, crop or pad 128³ around it,
-  normalise; through the same DataLoader settings.
+  normalise.
 * **1.5 mm .nii.gz**: the published loader exactly: its data were resampled to 1.5 mm once, offline, so per
   sample it reads the whole 1.5 mm image and label .nii.gz, binarises, crops or pads, normalises.
 
 Then one training step of vit_tiny (batch 2, 11 click iterations, forward + backward + AdamW) on catalog
 patches. Prints a Markdown table with the load average (paste it into docs/benchmarks.md).
 
-Usage: python bench/bench_patches.py [--samples 64] [--source-samples 8]
+Usage: python bench/bench_patches.py [--samples 256] [--source-samples 16] [--batch-size 2]
 """
 
 from __future__ import annotations
@@ -38,7 +46,10 @@ import SimpleITK as sitk  # noqa: E402
 import torch  # noqa: E402
 from torch.utils.data import DataLoader, Dataset  # noqa: E402
 
-from model.data import PatchDataset, normalize_intensity, select_masks  # noqa: E402
+from model.data import PatchDataset, select_masks  # noqa: E402
+from model.patch_loader import PatchBatchLoader  # noqa: E402
+from model.train_config import TrainConfig  # noqa: E402
+from model.intensity import normalize_intensity  # noqa: E402
 from quick_catalog import curate_without_server  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -76,8 +87,8 @@ class SourceFilePatches(Dataset):
         image_patch = _crop_or_pad(sitk.GetArrayFromImage(image), start)
         mask_patch = _crop_or_pad(mask, start)
         return {
-            "image": torch.from_numpy(normalize_intensity(image_patch, "CT"))[None],
-            "label": torch.from_numpy(mask_patch.astype(np.float32))[None],
+            "image": torch.from_numpy(normalize_intensity(image_patch, "CT")).to(torch.float16)[None],
+            "label": torch.from_numpy(np.packbits(mask_patch, axis=-1))[None],
         }
 
 
@@ -98,14 +109,20 @@ def _crop_or_pad(array: np.ndarray, start: np.ndarray) -> np.ndarray:
     return out
 
 
-def patches_per_second(dataset: Dataset, samples: int, workers: int) -> float:
-    """Patches/s through a DataLoader (batch 1), the first patch (worker start-up) untimed."""
-    indices = [i % len(dataset) for i in range(samples + 1)]
-    loader = DataLoader(dataset, batch_size=1, sampler=indices, num_workers=workers)
+def patches_per_second(dataset: Dataset, samples: int, workers: int, batch_size: int) -> float:
+    """Patches/s delivered to this process, the first batch (worker start-up) untimed. A PatchDataset in the
+    trainer's format goes through the trainer's loader (model.patch_loader); other datasets through a
+    DataLoader that collates single samples."""
+    indices = [i % len(dataset) for i in range(samples + batch_size)]
+    if isinstance(dataset, PatchDataset) and dataset.pack_labels:
+        batches = [indices[i : i + batch_size] for i in range(0, len(indices), batch_size)]
+        loader = PatchBatchLoader(dataset, batches, batch_size=batch_size, num_workers=workers)
+    else:
+        loader = DataLoader(dataset, batch_size=batch_size, sampler=indices, num_workers=workers)
     iterator = iter(loader)
     next(iterator)
     started = time.perf_counter()
-    count = sum(1 for _ in iterator)
+    count = sum(len(batch["image"]) for batch in iterator)
     return count / (time.perf_counter() - started)
 
 
@@ -121,9 +138,8 @@ def training_step_seconds(dataset: PatchDataset, repeats: int) -> float:
     model = build_model("vit_tiny")
     loop = ClickLoop(model, 11)
     optimizer = make_optimizer(model, TrainConfig(catalog="-", out="-"))
-    batch = [dataset[0], dataset[1]]
-    image = torch.stack([s["image"] for s in batch])
-    label = torch.stack([s["label"] for s in batch]).float()
+    batch = dataset[[0, 1]]
+    image, label = batch["image"].float(), batch["label"].float()
     times = []
     for _ in range(repeats + 1):
         started = time.perf_counter()
@@ -138,12 +154,16 @@ def training_step_seconds(dataset: PatchDataset, repeats: int) -> float:
 def measure_case(
     label: str, dataset_dir: Path, case: str, catalog: Path, scratch: Path, args: argparse.Namespace
 ) -> tuple:
-    """(label, masks, source voxels, [(workers, cold, cached, source, 1.5 mm source patches/s)], dataset)."""
+    """(label, masks, source voxels, [(workers, cold, cached, cached fp32 + bytes, source, 1.5 mm source
+    patches/s)], a dataset of the case's masks in the default format)."""
     masks = select_masks(catalog, datasets=[dataset_dir.name], splits=None)
     # Masks split into left/right have no single source label to binarise; the rest map one to one.
     masks = masks[(masks.case_id == case) & (masks.side_source != "split")].reset_index(drop=True)
-    cold = PatchDataset(catalog, masks, seed=0, cache_mb=0)
-    cached = PatchDataset(catalog, masks, seed=0)
+    # As the trainer builds it (model/trainer.py).
+    handed_over = {"image_dtype": torch.float16, "pack_labels": True}
+    cold = PatchDataset(catalog, masks, seed=0, cache_mb=0, **handed_over)
+    cached = PatchDataset(catalog, masks, seed=0, **handed_over)
+    unpacked = PatchDataset(catalog, masks, seed=0)
     image_path = dataset_dir / "imagesTr" / f"{case}_0000.nii.gz"
     label_path = dataset_dir / "labelsTr" / f"{case}.nii.gz"
     source_labels = [int(v) for v in masks.source_label]
@@ -162,20 +182,24 @@ def measure_case(
         rows.append(
             (
                 workers,
-                patches_per_second(cold, args.samples, workers),
-                patches_per_second(cached, args.samples, workers),
-                patches_per_second(source, args.source_samples, workers),
-                patches_per_second(at_1_5_mm, args.source_samples, workers),
+                patches_per_second(cold, args.samples, workers, args.batch_size),
+                patches_per_second(cached, args.samples, workers, args.batch_size),
+                patches_per_second(unpacked, args.samples, workers, args.batch_size),
+                patches_per_second(source, args.source_samples, workers, args.batch_size),
+                patches_per_second(at_1_5_mm, args.source_samples, workers, args.batch_size),
             )
         )
-    return label, len(masks), "x".join(str(n) for n in reader.GetSize()), rows, cached
+    return label, len(masks), "x".join(str(n) for n in reader.GetSize()), rows, unpacked
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--samples", type=int, default=64, help="catalog patches timed per setting")
-    parser.add_argument("--source-samples", type=int, default=8, help="source-file patches timed per setting")
+    parser.add_argument("--samples", type=int, default=256, help="catalog patches timed per setting")
+    parser.add_argument("--source-samples", type=int, default=16, help="source-file patches timed per setting")
     parser.add_argument("--step-repeats", type=int, default=3, help="timed training steps")
+    parser.add_argument(
+        "--batch-size", type=int, default=TrainConfig.model_fields["batch_size"].default, help="samples per batch"
+    )
     args = parser.parse_args(argv)
     dataset_dir = RAW / DATASET
     if not (dataset_dir / "dataset.json").is_file():
@@ -201,14 +225,17 @@ def main(argv: list[str] | None = None) -> int:
     table = [
         f"Load average {load_before[0]:.2f} before, {load_after[0]:.2f} after (2 cores, shared with other work).",
         "",
+        f"Patches per second, batches of {args.batch_size}.",
+        "",
         "| case | source voxels (x y z) | masks | DataLoader workers | catalog cold | catalog cached "
-        "| source .nii.gz | 1.5 mm .nii.gz | cold / source | cached / source | cached / 1.5 mm |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| cached, fp32 + bytes | source .nii.gz | 1.5 mm .nii.gz | cold / source | cached / source "
+        "| cached / 1.5 mm |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
         *[
-            f"| {label} | {size} | {n} | {w} | {cold:.1f} | {cached:.1f} | {src:.2f} | {mm:.2f} "
-            f"| {cold / src:.0f}x | {cached / src:.0f}x | {cached / mm:.0f}x |"
+            f"| {label} | {size} | {n} | {w} | {cold:.1f} | {cached:.1f} | {plain:.1f} | {src:.2f} | {mm:.2f} "
+            f"| {cold / src:.1f}x | {cached / src:.1f}x | {cached / mm:.1f}x |"
             for label, n, size, rows, _ in results
-            for w, cold, cached, src, mm in rows
+            for w, cold, cached, plain, src, mm in rows
         ],
         "",
         "| vit_tiny training step (batch 2, 11 click iterations, forward + backward + AdamW, fp32 CPU, 2 threads) | seconds |",

@@ -120,9 +120,8 @@ def _time_step_alone(args: argparse.Namespace, catalog: Path) -> None:
     device = torch.device(args.device)
     config = TrainConfig(catalog=str(catalog), out="-", model=args.model, device=args.device)
     dataset = PatchDataset(catalog, select_masks(catalog, splits=None).head(args.batch_size), seed=0)
-    samples = [dataset[i] for i in range(args.batch_size)]
-    image = torch.stack([s["image"] for s in samples]).to(device)
-    label = torch.stack([s["label"] for s in samples]).to(device).float()
+    batch = dataset[list(range(args.batch_size))]
+    image, label = batch["image"].to(device), batch["label"].to(device).float()
     model = build_model(args.model).to(device)
     loop = ClickLoop(model, args.iterations).to(device)
     optimizer = make_optimizer(model, config)

@@ -3,7 +3,7 @@
 For each selected mask (default: kept masks of the "test" split):
 
 * The patch: 128^3 stored voxels (1.5 mm, the image's own direction) centred on the mask's bounding
-  box, zero-padded outside the image, normalised by modality (``model.data.normalize_intensity``).
+  box, zero-padded outside the image, normalised by modality (``model.intensity.normalize_intensity``).
   Centring on the target is what the paper's evaluation did; it tells the method where the target
   is (a location prior), and no more than that: the methods see only the patch and the clicks.
 * Paper protocol (SAM-Med3D): the first click is a random target voxel, each later click a random
@@ -49,7 +49,8 @@ from catalog.reader import Catalog
 from model.baseline import RegionGrowingBaseline
 from model.clicks import challenge_click, paper_click
 from model.crop import PATCH_SIZE, PatchGrid, paste_back_region
-from model.data import normalize_intensity, patch_start, select_masks
+from model.data import patch_start, select_masks
+from model.intensity import normalize_intensity
 from model.inference import load_predictor
 from model.metrics import NSD_TOLERANCE_MM, click_curve_auc, dice, normalized_surface_dice
 from model.predictor import Predictor

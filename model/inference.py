@@ -8,7 +8,7 @@ image. The first click must be positive; it is the centre of the first window.
 
 A window is a 128^3 patch at 1.5 mm in the image's own direction (``model.crop.PatchGrid``),
 resampled linearly, zero outside the image (as training pads), and normalised by modality
-(``model.data.normalize_intensity``): CT when the image's minimum is at most -500 (air in
+(``model.intensity.normalize_intensity``): CT when the image's minimum is at most -500 (air in
 Hounsfield units), MR otherwise, unless the caller names it. In each window the network gets the
 clicks that fall inside it, one decode per click, each with every click so far and the previous
 low-resolution logits (how ``model.click_loop`` trains it).
@@ -38,7 +38,7 @@ import torch
 from model.checkpoint import load_model_weights
 from model.clicks import challenge_click
 from model.crop import PATCH_SIZE, PatchGrid, paste_back_region
-from model.data import normalize_intensity
+from model.intensity import normalize_intensity
 from model.predictor import Predictor
 from pipeline.geometry import Geometry
 

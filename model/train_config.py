@@ -59,6 +59,10 @@ class TrainConfig(BaseModel):
     patch_cache_mb: int = Field(
         512, ge=0, description="MiB of decoded catalog chunks each DataLoader worker keeps (0: decode every patch)"
     )
+    # Not in the paper: half the bytes a DataLoader worker hands over; the step runs in float32 or bf16.
+    patch_image_dtype: Literal["float16", "bfloat16", "float32"] = Field(
+        "float16", description="dtype of the normalised image patches handed from the DataLoader workers"
+    )
     seed: int = 0
     precision: Literal["auto", "bf16", "fp32"] = Field("auto", description="auto: bf16 autocast on CUDA, fp32 on CPU")
     checkpoint_every: int = Field(500, ge=1, description="steps between checkpoints (one is always written at the end)")

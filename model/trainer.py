@@ -20,14 +20,14 @@ import torch
 import yaml
 from pydantic import ValidationError
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from model.batching import batches_per_epoch, click_seeds, epoch_batches, refine_iteration
 from model.builder import build_model
 from model.click_loop import ClickLoop
-from model.data import PatchDataset, select_masks
+from model.data import IMAGE_DTYPES, PatchDataset, select_masks, unpack_labels
 from model.distributed import ProcessContext, end_process, mean_over_processes, start_process
+from model.patch_loader import PatchBatchLoader
 from model.schedule import cyclic_step_scheduler
 from model.train_config import RESUMABLE_CHANGES, TrainConfig
 from model.training_state import list_checkpoints, load_training_state, restore_rng_states, save_training_state
@@ -56,7 +56,11 @@ def autocast_for(config: TrainConfig, device: torch.device) -> contextlib.Abstra
 
 def _check_resumable(saved: dict[str, Any], config: TrainConfig) -> None:
     current = config.model_dump(mode="json")
-    changed = sorted(k for k in current if k not in RESUMABLE_CHANGES and saved.get(k) != current[k])
+    # A setting added since the checkpoint was written had its default then.
+    defaults = {name: field.default for name, field in TrainConfig.model_fields.items() if not field.is_required()}
+    changed = sorted(
+        k for k in current if k not in RESUMABLE_CHANGES and saved.get(k, defaults.get(k)) != current[k]
+    )
     if changed:
         raise ValueError(f"cannot resume: the configuration differs from the checkpoint's in {changed}")
 
@@ -112,6 +116,8 @@ def _train(config: TrainConfig, context: ProcessContext) -> dict[str, Any]:
         min_voxels=config.min_mask_voxels,
         seed=config.seed,
         cache_mb=config.patch_cache_mb,
+        image_dtype=IMAGE_DTYPES[config.patch_image_dtype],
+        pack_labels=True,
     )
     loop = ClickLoop(model, config.iterations_per_batch).to(device)
     optimizer = make_optimizer(model, config)
@@ -141,13 +147,14 @@ def _train(config: TrainConfig, context: ProcessContext) -> dict[str, Any]:
     progress = tqdm(total=config.max_steps, initial=step, disable=not (config.progress and context.is_main))
     first_step, started, last_loss, step_losses = step, time.perf_counter(), float("nan"), []
     consumed = step * config.grad_accum_steps
-    # One DataLoader for the whole run: its workers (and their chunk caches) live across epochs, and each
-    # sample carries its epoch, so the order is the same as epoch by epoch.
-    loader = DataLoader(
+    # One loader for the whole run: its workers (and their chunk caches) live across epochs, and each
+    # sample carries its epoch, so the order is the same as epoch by epoch. The batches arrive in shared
+    # memory slots that are refilled two batches later: they are converted or copied to the device at once.
+    loader = PatchBatchLoader(
         dataset,
-        batch_sampler=_run_batches(consumed, n_batches, len(dataset), config, context),
+        _run_batches(consumed, n_batches, len(dataset), config, context),
+        batch_size=config.batch_size,
         num_workers=config.num_workers,
-        pin_memory=device.type == "cuda",
     )
     for batch in loader:
         epoch, indices = int(batch["epoch"][0]), [int(i) for i in batch["index"]]
@@ -157,8 +164,8 @@ def _train(config: TrainConfig, context: ProcessContext) -> dict[str, Any]:
         with sync:
             with autocast_for(config, device):
                 loss = network(
-                    batch["image"].to(device, non_blocking=True),
-                    batch["label"].to(device, non_blocking=True).float(),
+                    batch["image"].to(device, non_blocking=True).float(),
+                    unpack_labels(batch["label"].to(device, non_blocking=True)).float(),
                     click_seeds(config.seed, epoch, indices),
                     refine_iteration(config.seed, consumed, config.iterations_per_batch),
                 )

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from model.baseline import RegionGrowingBaseline, noise_sigma
-from model.data import normalize_intensity
+from model.intensity import normalize_intensity
 from model.metrics import dice
 
 SHAPE = (96, 96, 96)

@@ -1,4 +1,4 @@
-"""Training data: intensity normalisation, mask selection, jittered/flipped patches from the catalog."""
+"""Training data: mask selection, jittered/flipped patches from the catalog, batches, the hand-over format."""
 
 from __future__ import annotations
 
@@ -8,31 +8,9 @@ import torch
 from torch.utils.data import DataLoader
 
 from catalog.reader import Catalog
-from model.data import PatchDataset, normalize_intensity, patch_start, select_masks
+from model.data import PatchDataset, patch_start, select_masks, unpack_labels
+from model.intensity import normalize_intensity
 from tests.model.phantom_catalog import phantom_catalog  # noqa: F401  (fixture)
-
-
-def test_ct_is_clipped_before_the_z_score():
-    patch = np.array([-3000, -1000, 0, 200, 400, 5000], dtype=np.int16).reshape(1, 2, 3)
-    out = normalize_intensity(patch, "CT")
-    foreground = np.array([200.0, 400.0, 1000.0])
-    expected = (np.clip(patch.astype(np.float64), -1000, 1000) - foreground.mean()) / foreground.std()
-    assert out.dtype == np.float32
-    np.testing.assert_allclose(out, expected, rtol=1e-6)
-
-
-def test_mr_is_not_clipped_and_uses_voxels_above_zero():
-    patch = np.array([0, 0, 10, 3000], dtype=np.float32).reshape(1, 1, 4)
-    out = normalize_intensity(patch, "MR")
-    foreground = np.array([10.0, 3000.0])
-    np.testing.assert_allclose(out, (patch - foreground.mean()) / foreground.std(), rtol=1e-6)
-
-
-def test_normalisation_falls_back_to_all_voxels_and_guards_zero_spread():
-    negative = np.array([-5.0, -3.0, -1.0]).reshape(1, 1, 3)
-    np.testing.assert_allclose(normalize_intensity(negative, "MR"), (negative + 3) / np.std([-5, -3, -1]), rtol=1e-6)
-    flat = np.full((2, 2, 2), 7.0)
-    assert np.array_equal(normalize_intensity(flat, "MR"), np.zeros((2, 2, 2), np.float32))
 
 
 def test_patch_start_keeps_a_fitting_box_inside_and_centres_without_jitter():
@@ -165,3 +143,50 @@ def test_dataloader_with_two_workers_gives_the_same_samples(phantom_catalog):
 def test_a_mask_table_without_the_needed_columns_is_refused(phantom_catalog):
     with pytest.raises(ValueError, match="lacks columns"):
         PatchDataset(phantom_catalog, select_masks(phantom_catalog)[["mask_id"]])
+
+
+def test_a_batch_is_its_samples_stacked_and_workers_make_the_same_batches(phantom_catalog):
+    masks = select_masks(phantom_catalog, splits=None)
+    dataset = PatchDataset(phantom_catalog, masks, patch_size=64, seed=5, image_dtype=torch.float16, pack_labels=True)
+    keys = [[(0, 0), (0, 3)], [(1, 0), (2, 1), (0, len(masks) - 1)]]
+    batches = [dataset[list(k)] for k in keys]
+    for batch, batch_keys in zip(batches, keys):
+        samples = [dataset[key] for key in batch_keys]
+        assert batch["image"].shape == (len(batch_keys), 1, 64, 64, 64) and batch["image"].dtype == torch.float16
+        assert batch["label"].shape == (len(batch_keys), 1, 64, 64, 8)
+        for key in ("image", "label", "start", "flipped"):
+            assert torch.equal(batch[key], torch.stack([s[key] for s in samples])), key
+        assert batch["mask_id"] == [s["mask_id"] for s in samples]
+        assert batch["epoch"].tolist() == [e for e, _ in batch_keys]
+        assert batch["index"].tolist() == [i for _, i in batch_keys]
+    loaded = list(DataLoader(dataset, sampler=keys, batch_size=None, num_workers=2))
+    for batch, expected in zip(loaded, batches):
+        assert all(torch.equal(batch[k], expected[k]) for k in ("image", "label", "start", "flipped", "index"))
+        assert batch["mask_id"] == expected["mask_id"]
+
+
+def test_half_precision_images_and_packed_labels_carry_the_same_sample(phantom_catalog):
+    masks = select_masks(phantom_catalog, splits=None)
+    plain = PatchDataset(phantom_catalog, masks, patch_size=64, seed=1)
+    compact = PatchDataset(phantom_catalog, masks, patch_size=64, seed=1, image_dtype=torch.float16, pack_labels=True)
+    flips_seen = set()
+    for epoch in range(6):
+        for index in range(len(masks)):
+            full, small = plain[(epoch, index)], compact[(epoch, index)]
+            flips_seen.add(tuple(full["flipped"].tolist()))
+            assert torch.equal(unpack_labels(small["label"]), full["label"].bool())
+            assert torch.equal(small["image"], full["image"].to(torch.float16))
+    assert any(f[2] for f in flips_seen) and any(not f[2] for f in flips_seen)  # both x orders were packed
+
+
+def test_unpack_labels_inverts_numpy_packbits():
+    mask = np.random.default_rng(0).random((2, 3, 4, 16)) < 0.4
+    assert torch.equal(unpack_labels(torch.from_numpy(np.packbits(mask, axis=-1))), torch.from_numpy(mask))
+
+
+def test_bad_hand_over_settings_are_refused(phantom_catalog):
+    masks = select_masks(phantom_catalog)
+    with pytest.raises(ValueError, match="divisible by 8"):
+        PatchDataset(phantom_catalog, masks, patch_size=36, pack_labels=True)
+    with pytest.raises(ValueError, match="image_dtype"):
+        PatchDataset(phantom_catalog, masks, image_dtype=torch.int16)

@@ -128,6 +128,17 @@ def test_resume_refuses_a_changed_configuration_and_fresh_runs_refuse_old_checkp
     assert (out / "config.yaml").is_file()
 
 
+def test_a_checkpoint_from_before_a_setting_existed_resumes_with_that_settings_default():
+    from model.trainer import _check_resumable
+
+    config = TrainConfig(catalog="c", out="o")
+    saved = config.model_dump(mode="json")
+    del saved["patch_image_dtype"]  # written before the setting was added
+    _check_resumable(saved, config)
+    with pytest.raises(ValueError, match=r"\['patch_image_dtype'\]"):
+        _check_resumable(saved, config.model_copy(update={"patch_image_dtype": "float32"}))
+
+
 def _centre_click_dice(model, sample) -> float:
     target = sample["label"][0].numpy() > 0.5
     point, label = challenge_click(None, target)
