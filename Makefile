@@ -29,6 +29,7 @@ bench: setup
 	$(BIN)/python bench/bench_curation.py
 	$(BIN)/python bench/bench_model.py
 	$(BIN)/python bench/bench_patches.py
+	$(BIN)/python bench/bench_handover.py
 	$(BIN)/python bench/bench_dask.py
 
 test-integration: setup
