@@ -134,10 +134,11 @@ class PatchDataset(Dataset):
         epoch (int), index (int): which draw this is.
 
     ``dataset[[key, key, ...]]`` (keys as above) is the batch of those samples, as the default collate would
-    stack them: image (B, 1, P, P, P), label (B, 1, P, P, P), mask_id (list of B str), start (B, 3),
-    flipped (B, 3), epoch (B,), index (B,). Each sample is written straight into the batch, which a
+    stack them: image (B, 1, P, P, P), label (B, 1, P, P, P or P // 8), mask_id (list of B str), start
+    (B, 3), flipped (B, 3), epoch (B,), index (B,). Each sample is written straight into the batch, which a
     DataLoader worker allocates in shared memory: nothing is copied again to hand it over. Use it with
-    ``DataLoader(dataset, sampler=<iterable of key lists>, batch_size=None)``.
+    ``DataLoader(dataset, sampler=<iterable of key lists>, batch_size=None)``, or, as the trainer does,
+    :class:`model.patch_loader.PatchBatchLoader`, whose workers write into slots allocated once.
 
     ``dataset[(epoch, i)]`` draws sample i of that epoch whatever :meth:`set_epoch` said, so one
     DataLoader, its workers started once, can run over many epochs.
