@@ -91,9 +91,10 @@ def test_the_lock_of_a_killed_holder_is_taken_over(tmp_path):
 
 @pytest.fixture(scope="module")
 def phantoms(tmp_path_factory):
-    """12 SYNTHETIC cases, 18 images: several seconds of curation on 2 workers, so a fault lands mid-run."""
+    """12 SYNTHETIC cases, 18 images, at twice the default grid per axis: a few seconds of curation on 2
+    workers, so a fault lands mid-run."""
     root = tmp_path_factory.mktemp("fault-phantoms")
-    write_phantom_datasets(root, seed=7, n_ct=6, n_mr=6)
+    write_phantom_datasets(root, seed=7, n_ct=6, n_mr=6, size_scale=2.0)
     return root
 
 
@@ -131,16 +132,22 @@ def test_losing_a_dask_worker_mid_run_reschedules_its_tasks(loopback_stack, phan
     flow_run_id = stack.submit(parameters)
     wait_for_first_part(stack, catalog, flow_run_id)
     with Client(stack.dask_address, timeout=30) as client:
-        # Only a worker that is running (or has queued) a task of the run makes the kill a real test;
-        # one that merely holds a finished result may never be asked for it again.
+        # The victim must be executing a task whose Prefect run has started, or nothing visibly runs
+        # again: a worker that has finished a task of the run (so its imports are done) and is executing
+        # another. A worker that only has tasks queued, or is still importing the project for its first
+        # one (seconds, while a warm worker curates a phantom in a fraction of one), hands them over
+        # before their Prefect runs ever start.
         deadline = time.monotonic() + 60
         busy = []
         while not busy and time.monotonic() < deadline:
-            busy = [address for address, keys in client.processing().items() if keys]
+            progress = client.run(
+                lambda dask_worker: (dask_worker.state.executed_count, len(dask_worker.state.executing))
+            )
+            busy = [address for address, (done, running) in progress.items() if done and running]
             if not busy:
-                time.sleep(0.05)
+                time.sleep(0.02)
         nanny_pids = client.run(os.getppid)
-    assert busy, "no Dask worker was processing a task of the run"
+    assert busy, "no warm Dask worker was executing a task of the run"
     victim = next(w for w in stack.dask_workers if w.pid == nanny_pids[busy[0]])
     kill_tree(victim.pid)
     victim.process.wait(timeout=30)
