@@ -47,9 +47,9 @@ import torch  # noqa: E402
 from torch.utils.data import DataLoader, Dataset  # noqa: E402
 
 from model.data import PatchDataset, select_masks  # noqa: E402
+from model.intensity import normalize_intensity  # noqa: E402
 from model.patch_loader import PatchBatchLoader  # noqa: E402
 from model.train_config import TrainConfig  # noqa: E402
-from model.intensity import normalize_intensity  # noqa: E402
 from quick_catalog import curate_without_server  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]

@@ -67,23 +67,17 @@ class ChunkCache:
         Returns:
             ndarray of `size` and the array's dtype: `out`, or a new array (the cache keeps its own chunks).
         """
-        shape = np.asarray(array.shape)
-        chunk = np.asarray(array.chunks)
         start = np.asarray(start, dtype=int)
-        low = np.clip(start, 0, shape)
-        high = np.clip(start + np.asarray(size), 0, shape)
-        out = window_buffer(out, size, array.dtype)
-        covered = np.all(low == start) and np.all(high == start + np.asarray(size))
-        if not covered:
-            out.fill(pad_value)
+        low, high, out = prepare_window(array, start, size, pad_value, out)
         if not np.all(high > low):
             return out
+        chunk = np.asarray(array.chunks)
         first, last = low // chunk, (high - 1) // chunk
         grid = list(itertools.product(*(range(int(a), int(b) + 1) for a, b in zip(first, last))))
         missing = [index for index in grid if (key, index) not in self._chunks]
         if missing:
             self.misses += len(missing)
-            self._decode(key, array, np.asarray(missing), chunk, shape)
+            self._decode(key, array, np.asarray(missing), chunk)
         self.hits += len(grid) - len(missing)
         for index in grid:
             block = self._chunks[(key, index)]
@@ -97,12 +91,12 @@ class ChunkCache:
         self._evict()
         return out
 
-    def _decode(self, key: str, array, missing: np.ndarray, chunk: np.ndarray, shape: np.ndarray) -> None:
+    def _decode(self, key: str, array, missing: np.ndarray, chunk: np.ndarray) -> None:
         # One Zarr request for the box around the missing chunks (fewer calls than one per chunk); a
         # chunk of the box decoded before is decoded again but not stored twice.
         first, last = missing.min(axis=0), missing.max(axis=0)
         box_low = first * chunk
-        box_high = np.minimum((last + 1) * chunk, shape)
+        box_high = np.minimum((last + 1) * chunk, array.shape)
         box = np.asarray(array[tuple(slice(int(a), int(b)) for a, b in zip(box_low, box_high))])
         for index in itertools.product(*(range(int(a), int(b) + 1) for a, b in zip(first, last))):
             if (key, index) in self._chunks:
@@ -118,10 +112,19 @@ class ChunkCache:
             self.bytes -= block.nbytes
 
 
-def window_buffer(out: np.ndarray | None, size: tuple[int, int, int], dtype) -> np.ndarray:
-    """`out` checked to hold a window of `size` and `dtype`, or a new uninitialised array for one."""
+def prepare_window(
+    array, start: np.ndarray, size: tuple[int, int, int], pad_value: float, out: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(low, high, out) for the window of `size` at (3,) int `start` of `array`: the window clipped to the
+    array (first voxel, exclusive end), and `out` checked to hold the window (or a new array), already set
+    to `pad_value` wherever the window leaves the array."""
+    shape = np.asarray(array.shape)
+    stop = start + np.asarray(size)
+    low, high = np.clip(start, 0, shape), np.clip(stop, 0, shape)
     if out is None:
-        return np.empty(tuple(size), dtype=dtype)
-    if out.shape != tuple(size) or out.dtype != dtype:
-        raise ValueError(f"window buffer is {out.dtype}{out.shape}, the window {np.dtype(dtype)}{tuple(size)}")
-    return out
+        out = np.empty(tuple(size), dtype=array.dtype)
+    elif out.shape != tuple(size) or out.dtype != array.dtype:
+        raise ValueError(f"window buffer is {out.dtype}{out.shape}, the window {np.dtype(array.dtype)}{tuple(size)}")
+    if not (np.all(low == start) and np.all(high == stop)):
+        out.fill(pad_value)
+    return low, high, out

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import zarr
 
-from catalog.chunk_cache import ChunkCache, window_buffer
+from catalog.chunk_cache import ChunkCache, prepare_window
 from catalog.schema import IMAGE_SCHEMA, IMAGES_TABLE, MASK_SCHEMA, MASKS_TABLE
 
 
@@ -100,14 +100,8 @@ def read_window(
 ) -> np.ndarray:
     """`array[start : start + size]` for any start, with `pad_value` where the window leaves the array;
     written into `out` (shape `size`, the array's dtype) when given."""
-    shape = np.asarray(array.shape)
     start = np.asarray(start, dtype=int)
-    stop = start + np.asarray(size)
-    low = np.clip(start, 0, shape)
-    high = np.clip(stop, 0, shape)
-    out = window_buffer(out, size, array.dtype)
-    if not (np.all(low == start) and np.all(high == stop)):
-        out.fill(pad_value)
+    low, high, out = prepare_window(array, start, size, pad_value, out)
     if np.all(high > low):
         source = tuple(slice(int(a), int(b)) for a, b in zip(low, high))
         target = tuple(slice(int(a - s), int(b - s)) for a, b, s in zip(low, high, start))

@@ -86,8 +86,8 @@ def normalize_into(patch: np.ndarray, modality: str, out: torch.Tensor) -> torch
     reference = float((foreground if foreground.size else sample).mean(dtype=np.float64))
     count, mean, variance = _moments(patch, clip, reference, foreground_only=True)
     foreground_only = count > 0
-    if not foreground_only:
-        count, mean, variance = _moments(patch, clip, float(sample.mean(dtype=np.float64)), foreground_only=False)
+    if not foreground_only:  # then the subsample has none either, and `reference` is its overall mean
+        count, mean, variance = _moments(patch, clip, reference, foreground_only=False)
     if (mean - reference) ** 2 > _MAX_SHIFT_IN_STD**2 * variance:
         count, mean, variance = _moments(patch, clip, mean, foreground_only)
     std = variance**0.5
