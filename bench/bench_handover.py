@@ -1,12 +1,12 @@
 """How DataLoader workers hand batches over: fresh shared memory per batch vs the trainer's ring of slots.
 
 Same dataset, same batches, side by side, alternating, in one run: the real Dataset001 ts_ct's masks as
-:class:`model.data.PatchDataset` makes them for training (cached chunks, float16 images, bit-packed labels),
+:class:`model.training.patch_dataset.PatchDataset` makes them for training (cached chunks, float16 images, bit-packed labels),
 batches of 2, through
 
 * **plain DataLoader**: ``DataLoader(dataset, sampler=<key lists>, batch_size=None)``: each worker builds the
   batch in shared memory it creates for it, and the training process maps it;
-* **ring**: :class:`model.patch_loader.PatchBatchLoader`: workers write into slots allocated once.
+* **ring**: :class:`model.training.patch_loader.PatchBatchLoader`: workers write into slots allocated once.
 
 Prints patches/s and the workers' user and system CPU milliseconds per patch (system time is mostly the
 page faults of fresh shared memory).
@@ -28,11 +28,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import psutil  # noqa: E402
 import torch  # noqa: E402
+from quick_catalog import curate_without_server  # noqa: E402
 from torch.utils.data import DataLoader  # noqa: E402
 
-from model.data import PatchDataset, select_masks  # noqa: E402
-from model.patch_loader import PatchBatchLoader  # noqa: E402
-from quick_catalog import curate_without_server  # noqa: E402
+from model.targets import select_masks  # noqa: E402
+from model.training.patch_dataset import PatchDataset  # noqa: E402
+from model.training.patch_loader import PatchBatchLoader  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 RAW = Path(os.environ.get("SAMMED3D_RAW_DATA", REPO.parent / "shared" / "data" / "raw"))

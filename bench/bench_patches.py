@@ -9,8 +9,8 @@ All columns hand the same thing to the training process, as the trainer asks for
 a byte, made by 0 or 2 DataLoader worker processes. The conversion to float32 that follows on the training
 device is not timed (on a GPU it is one kernel per batch).
 
-* **catalog, cold**: :class:`model.data.PatchDataset` through the trainer's loader
-  (:class:`model.patch_loader.PatchBatchLoader`, batches written into shared-memory slots) with the chunk
+* **catalog, cold**: :class:`model.training.patch_dataset.PatchDataset` through the trainer's loader
+  (:class:`model.training.patch_loader.PatchBatchLoader`, batches written into shared-memory slots) with the chunk
   cache off (``cache_mb=0``): every patch decodes the Zarr chunks it touches, normalises, flips.
 * **catalog, cached**: the same with the default per-worker chunk cache (512 MiB), as training runs it: the
   masks of one image share its decoded chunks.
@@ -44,13 +44,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import numpy as np  # noqa: E402
 import SimpleITK as sitk  # noqa: E402
 import torch  # noqa: E402
+from quick_catalog import curate_without_server  # noqa: E402
 from torch.utils.data import DataLoader, Dataset  # noqa: E402
 
-from model.data import PatchDataset, select_masks  # noqa: E402
 from model.intensity import normalize_intensity  # noqa: E402
-from model.patch_loader import PatchBatchLoader  # noqa: E402
-from model.train_config import TrainConfig  # noqa: E402
-from quick_catalog import curate_without_server  # noqa: E402
+from model.targets import select_masks  # noqa: E402
+from model.training.config import TrainConfig  # noqa: E402
+from model.training.patch_dataset import PatchDataset  # noqa: E402
+from model.training.patch_loader import PatchBatchLoader  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 RAW = Path(os.environ.get("SAMMED3D_RAW_DATA", REPO.parent / "shared" / "data" / "raw"))
@@ -111,7 +112,7 @@ def _crop_or_pad(array: np.ndarray, start: np.ndarray) -> np.ndarray:
 
 def patches_per_second(dataset: Dataset, samples: int, workers: int, batch_size: int) -> float:
     """Patches/s delivered to this process, the first batch (worker start-up) untimed. A PatchDataset in the
-    trainer's format goes through the trainer's loader (model.patch_loader); other datasets through a
+    trainer's format goes through the trainer's loader (model.training.patch_loader); other datasets through a
     DataLoader that collates single samples."""
     indices = [i % len(dataset) for i in range(samples + batch_size)]
     if isinstance(dataset, PatchDataset) and dataset.pack_labels:
@@ -128,11 +129,11 @@ def patches_per_second(dataset: Dataset, samples: int, workers: int, batch_size:
 
 def training_step_seconds(dataset: PatchDataset, repeats: int) -> float:
     """Median seconds of one vit_tiny optimiser step: batch 2, 11 click iterations, forward+backward+AdamW."""
-    from model.batching import click_seeds
-    from model.builder import build_model
-    from model.click_loop import ClickLoop
-    from model.train_config import TrainConfig
-    from model.trainer import make_optimizer
+    from model.network.registry import build_model
+    from model.training.batching import click_seeds
+    from model.training.click_loop import ClickLoop
+    from model.training.config import TrainConfig
+    from model.training.trainer import make_optimizer
 
     torch.manual_seed(0)
     model = build_model("vit_tiny")
@@ -159,7 +160,7 @@ def measure_case(
     masks = select_masks(catalog, datasets=[dataset_dir.name], splits=None)
     # Masks split into left/right have no single source label to binarise; the rest map one to one.
     masks = masks[(masks.case_id == case) & (masks.side_source != "split")].reset_index(drop=True)
-    # As the trainer builds it (model/trainer.py).
+    # As the trainer builds it (model/training/trainer.py).
     handed_over = {"image_dtype": torch.float16, "pack_labels": True}
     cold = PatchDataset(catalog, masks, seed=0, cache_mb=0, **handed_over)
     cached = PatchDataset(catalog, masks, seed=0, **handed_over)

@@ -23,7 +23,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch  # noqa: E402
-
 from quick_catalog import phantom_catalog  # noqa: E402
 
 
@@ -59,8 +58,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _check(args: argparse.Namespace, folder: Path) -> int:
-    from model.train_config import TrainConfig
-    from model.trainer import train
+    from model.training.config import TrainConfig
+    from model.training.trainer import train
 
     folder.mkdir(parents=True, exist_ok=True)
     if args.catalog:
@@ -94,7 +93,7 @@ def _check(args: argparse.Namespace, folder: Path) -> int:
     result = train(TrainConfig(max_steps=args.warmup_steps + args.steps, resume=True, **fields))
     device = torch.cuda.get_device_name() if cuda else "CPU"
     precision = "bf16 autocast" if cuda else "fp32"
-    print(f"\n| model | device | precision | batch | iterations | timed steps | samples/s | s/step | peak GPU memory |")
+    print("\n| model | device | precision | batch | iterations | timed steps | samples/s | s/step | peak GPU memory |")
     print("|---|---|---|---|---|---|---|---|---|")
     peak = f"{torch.cuda.max_memory_allocated() / 2**30:.2f} GiB" if cuda else "n/a (CPU)"
     rate = result["samples_per_s"]
@@ -110,12 +109,13 @@ def _check(args: argparse.Namespace, folder: Path) -> int:
 
 def _time_step_alone(args: argparse.Namespace, catalog: Path) -> None:
     """Seconds per optimiser step with the batch already on the device: the step without data loading."""
-    from model.batching import click_seeds
-    from model.builder import build_model
-    from model.click_loop import ClickLoop
-    from model.data import PatchDataset, select_masks
-    from model.train_config import TrainConfig
-    from model.trainer import autocast_for, make_optimizer
+    from model.network.registry import build_model
+    from model.targets import select_masks
+    from model.training.batching import click_seeds
+    from model.training.click_loop import ClickLoop
+    from model.training.config import TrainConfig
+    from model.training.patch_dataset import PatchDataset
+    from model.training.trainer import autocast_for, make_optimizer
 
     device = torch.device(args.device)
     config = TrainConfig(catalog=str(catalog), out="-", model=args.model, device=args.device)

@@ -13,8 +13,8 @@ def curate_without_server(sources: list[Path], root: Path) -> Path:
     """Curate every case of the dataset folders (or folders of them) in `sources` into catalog `root`."""
     from catalog.writer import consolidate
     from flows.curate import curate_case_task, load_cases
+    from pipeline.catalog_rows import source_hashes
     from pipeline.config import CurationConfig
-    from pipeline.curate import source_hashes
 
     config = CurationConfig()
     for case in load_cases([str(s) for s in sources]):

@@ -56,6 +56,14 @@ def summary_tables(root: str | Path) -> dict[str, pd.DataFrame]:
     }
 
 
+def print_summary(root: str | Path) -> None:
+    """Print the `summary_tables` of a catalog (the `sammed3d catalog summary` command)."""
+    with pd.option_context("display.width", 160, "display.max_rows", 200, "display.max_colwidth", 70):
+        for title, table in summary_tables(root).items():
+            print(f"\n== {title}")
+            print(table.to_string() if not table.empty else "(none)")
+
+
 def _counts(frame: pd.DataFrame, rows: list[str], column: str) -> pd.DataFrame:
     if frame.empty:
         return pd.DataFrame()

@@ -11,15 +11,13 @@ import importlib
 import sys
 from pathlib import Path
 
-import pandas as pd
-
 _EXPECTED_ERRORS: tuple[type[Exception], ...] = (FileNotFoundError, ValueError, KeyError)
 
 # command -> (module with add_arguments(subparsers) and run(args), one-line help)
 _MODULE_COMMANDS = {
-    "train": ("model.trainer", "train the network on 128³ patches from a catalog"),
-    "evaluate": ("model.evaluate", "click-based evaluation (Dice after 1/3/5/10 clicks) with a baseline"),
-    "segment": ("model.inference", "segment an image from clicks, without ground truth"),
+    "train": ("model.training.trainer", "train the network on 128³ patches from a catalog"),
+    "evaluate": ("model.evaluation.evaluate", "click-based evaluation (Dice after 1/3/5/10 clicks) with a baseline"),
+    "segment": ("model.evaluation.inference", "segment an image from clicks, without ground truth"),
     "serve": ("flows.deployments", "serve the curate flow as a Prefect deployment"),
 }
 _CATALOG_MODULE_COMMANDS = {
@@ -97,7 +95,10 @@ def _run(args: argparse.Namespace) -> int:
         return _curate(args)
     if args.command == "catalog":
         if args.catalog_command == "summary":
-            return _print_summary(args.root)
+            from catalog.report import print_summary
+
+            print_summary(args.root)
+            return 0
         return importlib.import_module(_CATALOG_MODULE_COMMANDS[args.catalog_command][0]).run(args)
     if args.command == "phantoms":
         from pipeline.phantoms import write_phantom_datasets
@@ -136,16 +137,6 @@ def _curate(args: argparse.Namespace) -> int:
         f"catalog {args.catalog}: {result['images']} images, {result['masks']} masks "
         f"({result['curated']} images curated, {result['skipped']} unchanged)"
     )
-    return 0
-
-
-def _print_summary(root: str) -> int:
-    from catalog.report import summary_tables
-
-    with pd.option_context("display.width", 160, "display.max_rows", 200, "display.max_colwidth", 70):
-        for title, table in summary_tables(root).items():
-            print(f"\n== {title}")
-            print(table.to_string() if not table.empty else "(none)")
     return 0
 
 

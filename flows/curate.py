@@ -22,14 +22,15 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import flow_run
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from catalog.lock import catalog_lock
 from catalog.dataset_report import write_dataset_report
+from catalog.lock import catalog_lock
 from catalog.qc import qc_images_for_report
 from catalog.report import curation_report_markdown
 from catalog.schema import IMAGES_TABLE
 from catalog.writer import consolidate, finished_parts, read_part_images, write_part, write_shard
+from pipeline.catalog_rows import source_hash, source_hashes
 from pipeline.config import CurationConfig
-from pipeline.curate import curate_case, source_hash, source_hashes
+from pipeline.curate import curate_case
 from pipeline.importers import DatasetLayoutError, discover_dataset_dirs, read_dataset
 from pipeline.records import CaseRecord, ChannelSource
 

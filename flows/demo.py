@@ -7,11 +7,11 @@ from pathlib import Path
 
 def run_demo(out: Path, *, train_steps: int = 200, eval_masks: int = 6) -> int:
     """Run the whole product on embedded synthetic data; prints the evaluation report's path at the end."""
-    from flows.cli import _print_summary
+    from catalog.report import print_summary
     from flows.curate import curate
-    from model.evaluate import evaluate
-    from model.train_config import TrainConfig
-    from model.trainer import train
+    from model.evaluation.evaluate import evaluate
+    from model.training.config import TrainConfig
+    from model.training.trainer import train
     from pipeline.phantoms import write_phantom_datasets
 
     data, catalog, run = out / "phantoms", out / "catalog", out / "train"
@@ -20,7 +20,7 @@ def run_demo(out: Path, *, train_steps: int = 200, eval_masks: int = 6) -> int:
     print(f"wrote SYNTHETIC phantom datasets: {', '.join(d.name for d in datasets)}")
     result = curate(sources=[str(data.resolve())], catalog=str(catalog.resolve()))
     print(f"curated {result['curated']} images into {catalog} ({result['images']} images, {result['masks']} masks)")
-    _print_summary(str(catalog))
+    print_summary(catalog)
 
     config = TrainConfig(catalog=str(catalog), out=str(run), model="vit_tiny", max_steps=train_steps,
                          checkpoint_every=train_steps, num_workers=1, resume=run.exists())

@@ -1,4 +1,4 @@
-"""Promptable 3D segmentation network with the SAM-Med3D architecture.
+"""Promptable 3D segmentation network with the SAM-Med3D architecture, its trainer and its evaluation.
 
 Conventions used by every module of this package:
 
@@ -13,24 +13,25 @@ Conventions used by every module of this package:
   M is 1 (single mask) or 3 (multimask). ``Sam3D.upsample`` resizes logits to 128^3.
 * Point labels: 1 positive, 0 negative, -1 padding.
 
-Network: ``attention`` (relative-position attention, windows), ``image_encoder``,
-``prompt_encoder``, ``transformer`` (two-way), ``mask_decoder``, ``sam3d`` (full model),
-``builder`` (registry), ``predictor``, ``checkpoint``.
-Training: ``data`` (patches from the catalog), ``clicks``, ``click_loop``, ``schedule``, ``train_config``,
-``batching``, ``distributed``, ``training_state``, ``trainer``.
-Evaluation and inference: ``crop`` (patch grids, paste-back), ``metrics``, ``baseline`` (region growing),
-``evaluate``, ``evaluation_report``, ``inference``.
+Sub-packages, each depending only on the ones before it and on the shared modules here:
+
+* ``model.network``: the network (encoders, two-way transformer, decoder, ``Sam3D``), its registry of
+  configurations, our checkpoint format and the published one.
+* ``model.training``: patches from the catalog, the click loop, schedule, configuration, state, DDP,
+  the trainer.
+* ``model.evaluation``: crops and paste-back, metrics, the region-growing baseline, the click
+  protocols, the report, inference on new images.
+
+Shared by training and evaluation: ``model.clicks`` (click rules), ``model.intensity`` (per-sample
+normalisation), ``model.targets`` (mask selection, patch placement), ``model.predictor`` (the
+network with a cached image embedding).
 """
 
-from model.builder import MODEL_REGISTRY, build_model, build_sam3d
-from model.checkpoint import (
-    load_model_weights,
-    load_published_checkpoint,
-    published_to_ours,
-    save_checkpoint,
-)
+from model.network.checkpoint import load_model_weights, save_checkpoint
+from model.network.published import load_published_checkpoint, published_to_ours
+from model.network.registry import MODEL_REGISTRY, build_model, build_sam3d
+from model.network.sam3d import Sam3D, upsample_logits
 from model.predictor import Predictor
-from model.sam3d import Sam3D, upsample_logits
 
 __all__ = [
     "MODEL_REGISTRY",

@@ -6,7 +6,7 @@ from typing import Any
 
 import torch
 
-from model.sam3d import Sam3D
+from model.network.sam3d import Sam3D
 
 
 class Predictor:

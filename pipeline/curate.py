@@ -1,51 +1,38 @@
-"""One case through all curation steps: meta filter, mask cleaning, label quality, left/right split, resampling.
+"""One case through all curation steps (`pipeline.steps`): meta filter, mask cleaning, label quality,
+left/right split, resampling.
 
 `curate_case` never raises for bad input: every problem becomes a rejected row with a reason, and the
 other channels and masks of the case are kept when they can be. Its output (rows + stored arrays) is
-what the catalog writer persists; nothing here touches Zarr or Prefect.
+what the catalog writer persists; nothing here touches Zarr or Prefect. Steps 2-4 on the label map are
+in `pipeline.case_masks`, the catalog rows in `pipeline.catalog_rows`.
 """
 
 from __future__ import annotations
 
-import hashlib
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import SimpleITK as sitk
 
-from pipeline import __version__ as PIPELINE_VERSION
-from pipeline.components import largest_component_ids
+from pipeline.case_masks import OVERLAPPING_MASKS, CaseMask, clean_and_split, store_label, unprocessed_masks
+from pipeline.catalog_rows import image_row, mask_row, source_hashes
 from pipeline.config import CurationConfig
 from pipeline.fingerprint import slice_signature, store_and_hash
 from pipeline.geometry import Geometry
-from pipeline.io import HeaderInfo, UnreadableFileError, read_header, read_label_map, read_volume, sha256_of
+from pipeline.io import HeaderInfo, UnreadableFileError, read_header, read_label_map, read_volume
 from pipeline.label_masks import merge_binary_masks
-from pipeline.mask_cleaning import MaskStatistics, find_components, mask_statistics, rejection_reason
-from pipeline.meta_filter import check_image_header, check_label_matches_image
 from pipeline.records import CaseRecord, ChannelSource
-from pipeline.resample import (
+from pipeline.steps.step1_meta_filter import check_image_header, check_label_matches_image
+from pipeline.steps.step2_mask_cleaning import find_components
+from pipeline.steps.step5_resample import (
     ResampledGrid,
     ScratchOutputs,
     output_voxels,
     resample_image,
-    resample_labels_with_statistics,
     target_grid,
 )
-from pipeline.symmetry import (
-    SidePiece,
-    body_midline_x,
-    check_sides,
-    field_of_view_centre_x,
-    is_paired_structure,
-    split_components_by_side,
-)
-from pipeline.vocabulary import Vocabulary, default_vocabulary, parse_label_name, with_side
-
-ORIENTATION_SUSPECT = "orientation_suspect"
-MIDLINE_FROM_FIELD_OF_VIEW = "midline_from_field_of_view"
-OVERLAPPING_MASKS = "overlapping_masks"
-
+from pipeline.vocabulary import Vocabulary, default_vocabulary
 
 # Output buffers of the images' resampling, reused across cases (see ScratchOutputs).
 _SCRATCH = ScratchOutputs()
@@ -65,65 +52,6 @@ class CuratedImage:
 class CaseResult:
     images: list[CuratedImage]
     masks: list[dict]
-
-
-@dataclass
-class _Mask:
-    """A mask of the case, shared by all its channels; becomes one row per kept-or-rejected image."""
-
-    source_label: int
-    source_name: str
-    base: str
-    side: str | None
-    side_source: str | None
-    group: str
-    status: str = "kept"
-    reason: str | None = None
-    pieces: list[SidePiece] | None = None  # for split halves: this side's pieces of the source mask
-    stats: MaskStatistics | None = None
-    source_voxels: int = 0
-    voxels: int = 0
-    removed_voxels: int = 0
-    volume_ml: float = 0.0
-    top_sizes: list[int] = field(default_factory=list)
-    other_voxels: int = 0
-    components: int = 0
-    bg_fraction_bbox: float | None = None
-    bg_fraction_volume: float | None = None
-    centroid_world: list[float] | None = None
-    label_value: int = 0
-    stored_voxels: int = 0
-    stored_bbox: list[int] | None = None
-
-    @property
-    def category(self) -> str:
-        return with_side(self.base, self.side) if self.side else self.base
-
-    def reject(self, reason: str) -> None:
-        if self.status == "kept":
-            self.status, self.reason = "rejected", reason
-
-
-def source_hashes(case: CaseRecord) -> dict[str, str | None]:
-    """sha256 of each existing source of the case, keyed by path (missing files map to None).
-
-    A DICOM series folder hashes its files. For labels split over several mask files, the key of
-    `label_path` maps to the sha256 of all of them (their sha256s in label value order), so a changed
-    mask file makes the case stale like a changed label map would.
-    """
-    paths = [c.path for c in case.channels] + ([case.label_path] if case.label_path else [])
-    hashes = {str(p): (sha256_of(p) if p.exists() else None) for p in paths}
-    if case.label_mask_paths:
-        parts = [(v, p, sha256_of(p) if p.is_file() else None) for v, p in sorted(case.label_mask_paths.items())]
-        combined = None
-        if all(sha for _, _, sha in parts):
-            combined = sha256_text("".join(f"{v}:{p.name}:{sha}\n" for v, p, sha in parts))
-        hashes[str(case.label_path)] = combined
-    return hashes
-
-
-def sha256_text(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def curate_case(
@@ -164,7 +92,7 @@ def curate_case(
         if reason:
             reasons[channel.index] = reason
 
-    masks: list[_Mask] = []
+    masks: list[CaseMask] = []
     arrays: dict[int, sitk.Image] = {}
     flags: list[str] = []
     side_check = None
@@ -209,22 +137,22 @@ def curate_case(
                     for future in early.values():
                         future.cancel()
                     early = {index: pool.submit(_stored_image, image, grid, hashing) for index, image in arrays.items()}
-                masks, final_map, flags, side_check = _clean_and_split(
+                masks, final_map, flags, side_check = clean_and_split(
                     case, label_array, label_image, table, reference, reference_modality, config, vocabulary
                 )
                 if overlap_voxels:
                     flags.append(OVERLAPPING_MASKS)
-                stored_label = _store_label(final_map, grid, masks, config)
+                stored_label = store_label(final_map, grid, masks, config)
                 stored_images = {index: early[index].result() for index in arrays}
 
     if not masks:
-        masks = _unprocessed_masks(case, vocabulary)
+        masks = unprocessed_masks(case, vocabulary)
 
     result = CaseResult(images=[], masks=[])
     for channel in selected:
         image_id = case.image_id(channel)
         header = headers.get(channel.index)
-        row = _image_row(case, channel, header, hashes, config)
+        row = image_row(case, channel, header, hashes, config)
         curated = CuratedImage(row=row)
         if channel.index in arrays:
             curated.image, signature, patient_shape, stored_sha256 = stored_images[channel.index]
@@ -252,7 +180,7 @@ def curate_case(
         result.images.append(curated)
         image_reason = None if row["status"] == "kept" else f"image rejected: {row['reason']}"
         for index, mask in enumerate(masks):
-            result.masks.append(_mask_row(case, channel, image_id, index, mask, image_reason, config))
+            result.masks.append(mask_row(case, channel, image_id, index, mask, image_reason, config))
     return result
 
 
@@ -332,240 +260,3 @@ def _integer_labels(array: np.ndarray) -> tuple[np.ndarray | None, str | None]:
     return array.astype(dtype, copy=False), None
 
 
-def _unprocessed_masks(case: CaseRecord, vocabulary: Vocabulary) -> list[_Mask]:
-    """Masks named by the dataset, for rows of images whose voxels were never read."""
-    masks = []
-    for value, name in sorted(case.label_names.items()):
-        parsed = parse_label_name(name)
-        masks.append(
-            _Mask(value, name, parsed.base, parsed.side, "dataset" if parsed.side else None,
-                  vocabulary.group_of(parsed.base), status="rejected", reason="not processed")
-        )
-    return masks
-
-
-def _clean_and_split(case, label_array, label_image, table, reference, modality, config, vocabulary):
-    """Steps 2-4 on the source grid, from the label map's component `table` (`find_components`).
-    Returns masks, the final (z, y, x) map of mask values, flags, side check."""
-    geometry = Geometry.of(label_image)
-    voxel_mm3 = float(np.prod(geometry.spacing_xyz))
-    statistics = mask_statistics(table)
-    names = dict(case.label_names)
-    for value in statistics:
-        names.setdefault(value, f"label {value}")
-
-    flags = []
-    midline = None
-    masks: list[_Mask] = []
-    for value, name in sorted(names.items()):
-        parsed = parse_label_name(name)
-        group = vocabulary.group_of(parsed.base)
-        stats = statistics.get(value)
-        if stats is None:
-            masks.append(_Mask(value, name, parsed.base, parsed.side, "dataset" if parsed.side else None, group,
-                               status="rejected", reason=f"label value {value} absent from the label map"))
-            continue
-        # Paired structures are split first and judged per side: over the bounding box of a merged pair
-        # (two ribs, say) the background fraction says nothing about either side's quality.
-        if parsed.side is None and is_paired_structure(parsed.base, config.paired_structures):
-            if midline is None:
-                midline = body_midline_x(reference, modality)
-                if midline is None:
-                    midline = field_of_view_centre_x(label_array.shape, geometry)
-                    flags.append(MIDLINE_FROM_FIELD_OF_VIEW)
-            pieces = split_components_by_side(table, stats.component_ids, geometry, midline, config.straddle_fraction)
-            for side in ("left", "right"):
-                side_pieces = [p for p in pieces if p.side == side]
-                if side_pieces:
-                    masks.append(_Mask(value, name, parsed.base, side, "split", group, pieces=side_pieces))
-            continue
-        masks.append(
-            _Mask(value, name, parsed.base, parsed.side, "dataset" if parsed.side else None, group, stats=stats)
-        )
-
-    lut = np.zeros(table.count + 1, dtype=np.uint16)
-    cut_pieces: list[tuple[SidePiece, int]] = []
-    k = config.keep_largest_components
-    # A mask's value is its position in the case's mask list (1-based), kept or not, so a threshold
-    # change that flips one mask leaves every other mask's value, and catalog row, as it was.
-    for position, mask in enumerate(masks, start=1):
-        if mask.pieces is not None:
-            _summarise_pieces(mask, mask.pieces, k, label_array.size)
-        elif mask.stats is not None:
-            _summarise_stats(mask, mask.stats, k)
-        if mask.status == "kept":
-            reason = rejection_reason(
-                mask.source_voxels, mask.bg_fraction_bbox, mask.bg_fraction_volume, voxel_mm3, config
-            )
-            if reason:
-                split_note = f"{mask.side} side after the left/right split: " if mask.side_source == "split" else ""
-                mask.reject(split_note + reason)
-        mask.volume_ml = mask.voxels * voxel_mm3 / 1000.0
-        if mask.status != "kept":
-            continue
-        mask.label_value = position
-        if mask.pieces is not None:
-            for piece in _largest_pieces(mask.pieces, k):
-                if piece.cut:
-                    cut_pieces.append((piece, mask.label_value))
-                else:
-                    lut[piece.component] = mask.label_value
-        else:
-            lut[largest_component_ids(mask.stats, k)] = mask.label_value
-    final_map = lut[table.components]
-    for piece, value in cut_pieces:
-        z0, z1, y0, y1, x0, x1 = (int(v) for v in table.bbox[piece.component])
-        box = (slice(z0, z1 + 1), slice(y0, y1 + 1), slice(x0, x1 + 1))
-        on_left = geometry.world_x_of_box(z0, z1 + 1, y0, y1 + 1, x0, x1 + 1) > midline
-        on_side = on_left if piece.side == "left" else ~on_left
-        final_map[box][(table.components[box] == piece.component) & on_side] = value
-
-    kept = [m for m in masks if m.status == "kept"]
-    for mask in kept:
-        if mask.pieces is not None:
-            chosen = _largest_pieces(mask.pieces, k)
-            weights = np.array([p.voxels for p in chosen], dtype=float)
-            centroids = np.array([p.centroid_zyx for p in chosen])
-        else:
-            ids = largest_component_ids(mask.stats, k)
-            weights, centroids = table.voxels[ids].astype(float), table.centroid_zyx[ids]
-        centroid_zyx = weights @ centroids / weights.sum()
-        mask.centroid_world = [float(v) for v in geometry.index_zyx_to_world(centroid_zyx)]
-    side_check = check_sides({m.category: np.asarray(m.centroid_world) for m in kept})
-    if side_check.suspect:
-        flags.append(ORIENTATION_SUSPECT)
-    return masks, final_map, flags, side_check
-
-
-def _largest_pieces(pieces: list[SidePiece], k: int) -> list[SidePiece]:
-    return sorted(pieces, key=lambda p: (-p.voxels, p.component))[:k]
-
-
-def _summarise_stats(mask: _Mask, stats: MaskStatistics, k: int) -> None:
-    mask.source_voxels = stats.voxels
-    mask.top_sizes = stats.top_sizes(k)
-    mask.other_voxels = stats.other_voxels(k)
-    mask.components = len(stats.component_ids)
-    mask.voxels = sum(mask.top_sizes)
-    mask.removed_voxels = mask.other_voxels
-    mask.bg_fraction_bbox = stats.bg_fraction_bbox
-    mask.bg_fraction_volume = stats.bg_fraction_volume
-
-
-def _summarise_pieces(mask: _Mask, pieces: list[SidePiece], k: int, total_voxels: int) -> None:
-    """Statistics of one side of a split mask, from its pieces (whole components or cut halves)."""
-    sizes = sorted((p.voxels for p in pieces), reverse=True)
-    boxes = np.asarray([p.bbox for p in pieces])
-    box_volume = int(np.prod(boxes[:, 1::2].max(axis=0) - boxes[:, 0::2].min(axis=0) + 1))
-    mask.source_voxels = int(sum(sizes))
-    mask.top_sizes = [int(s) for s in sizes[:k]]
-    mask.other_voxels = int(sum(sizes[k:]))
-    mask.components = len(sizes)
-    mask.voxels = sum(mask.top_sizes)
-    mask.removed_voxels = mask.other_voxels
-    mask.bg_fraction_bbox = 1.0 - mask.source_voxels / box_volume
-    mask.bg_fraction_volume = 1.0 - mask.source_voxels / total_voxels
-
-
-def _store_label(final_map: np.ndarray, grid, masks: list[_Mask], config) -> np.ndarray:
-    """Resample the final mask map (nearest) to the target grid and record stored voxels and boxes."""
-    dtype = np.uint8 if len(masks) < 256 else np.uint16
-    final_map = final_map.astype(dtype, copy=False)
-    stored, counts, boxes = resample_labels_with_statistics(final_map, grid, len(masks) + 1)
-    for mask in masks:
-        if mask.status != "kept":
-            continue
-        voxels = int(counts[mask.label_value])
-        if voxels == 0:
-            mask.reject(f"vanished when resampled to {config.target_spacing_mm} mm")
-            continue
-        z0, z1, y0, y1, x0, x1 = (int(v) for v in boxes[mask.label_value])
-        mask.stored_voxels = voxels
-        mask.stored_bbox = [z0, y0, x0, z1 + 1, y1 + 1, x1 + 1]
-    return stored
-
-
-def _image_row(case: CaseRecord, channel: ChannelSource, header, hashes, config) -> dict:
-    image_sha = hashes.get(str(channel.path))
-    label_sha = hashes.get(str(case.label_path)) if case.label_path else None
-    return {
-        "image_id": case.image_id(channel),
-        "dataset": case.dataset,
-        "case_id": case.case_id,
-        "channel": channel.index,
-        "channel_name": channel.name,
-        "modality": channel.modality,
-        "synthetic": case.synthetic,
-        "image_path": str(channel.path),
-        "label_path": str(case.label_path) if case.label_path else None,
-        "image_sha256": image_sha,
-        "label_sha256": label_sha,
-        "source_hash": source_hash(image_sha, label_sha),
-        "original_size_xyz": list(header.size_xyz) if header else None,
-        "original_spacing_xyz": list(header.spacing_xyz) if header else None,
-        "original_origin_xyz": list(header.origin_xyz) if header else None,
-        "original_direction": list(header.direction) if header else None,
-        "orientation": header.orientation if header else None,
-        "extent_mm_xyz": list(header.extent_mm_xyz) if header else None,
-        "volume_cm3": header.volume_cm3 if header else None,
-        "pixel_type": header.pixel_type if header else None,
-        "stored_shape_zyx": None,
-        "stored_spacing_xyz": None,
-        "stored_origin_xyz": None,
-        "stored_direction": None,
-        "stored_dtype": None,
-        "stored_sha256": None,
-        "similarity_signature": None,
-        "canonical_shape_spl": None,
-        "shard_path": None,
-        "status": None,
-        "reason": None,
-        "flags": [],
-        "side_pairs": 0,
-        "side_pairs_disagreeing": [],
-        "split": None,  # assigned over the whole catalog when the tables are written (catalog.splits)
-        "duplicate_group": None,
-        "pipeline_version": PIPELINE_VERSION,
-        "config_hash": config.config_hash(),
-    }
-
-
-def source_hash(image_sha: str | None, label_sha: str | None) -> str:
-    return f"{image_sha or 'missing'}:{label_sha or 'missing'}"
-
-
-def _mask_row(case, channel, image_id, index, mask: _Mask, image_reason, config) -> dict:
-    status, reason = mask.status, mask.reason
-    if image_reason:
-        status, reason = "rejected", image_reason
-    return {
-        "mask_id": f"{image_id}__{index:03d}",
-        "image_id": image_id,
-        "dataset": case.dataset,
-        "case_id": case.case_id,
-        "modality": channel.modality,
-        "category": mask.category,
-        "base_category": mask.base,
-        "group": mask.group,
-        "side": mask.side,
-        "side_source": mask.side_source,
-        "source_label": mask.source_label,
-        "source_name": mask.source_name,
-        "label_value": mask.label_value if status == "kept" else 0,
-        "status": status,
-        "reason": reason,
-        "source_voxels": mask.source_voxels,
-        "voxels": mask.voxels,
-        "volume_ml": mask.volume_ml,
-        "removed_voxels": mask.removed_voxels,
-        "n_components": mask.components,
-        "top_component_sizes": mask.top_sizes,
-        "other_components_voxels": mask.other_voxels,
-        "bg_fraction_bbox": mask.bg_fraction_bbox,
-        "bg_fraction_volume": mask.bg_fraction_volume,
-        "centroid_world_xyz": mask.centroid_world,
-        "stored_voxels": mask.stored_voxels if status == "kept" else 0,
-        "bbox_zyx": mask.stored_bbox if status == "kept" else None,
-        "split": None,  # assigned over the whole catalog when the tables are written (catalog.splits)
-        "config_hash": config.config_hash(),
-    }

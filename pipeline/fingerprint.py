@@ -20,7 +20,7 @@ from concurrent.futures import Executor, Future
 import numpy as np
 
 from pipeline.io import orientation_code
-from pipeline.resample import storage_dtype
+from pipeline.steps.step5_resample import storage_dtype
 
 SIGNATURE_BLOCKS = 4
 
@@ -38,7 +38,7 @@ def stored_image_sha256(array: np.ndarray) -> str:
 def store_and_hash(
     resampled: np.ndarray, source_is_integer: bool, hashing: Executor, slab: int = 16, copy: bool = False
 ) -> tuple[np.ndarray, Future]:
-    """`resampled` as stored, in `pipeline.resample.storage_dtype` (integers rounded half to even), and, on
+    """`resampled` as stored, in `pipeline.steps.step5_resample.storage_dtype` (integers rounded half to even), and, on
     `hashing`, its `stored_image_sha256`.
 
     The conversion goes `slab` z-slices at a time and each finished slab is hashed at once on `hashing`

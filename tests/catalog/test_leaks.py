@@ -23,7 +23,7 @@ from catalog.reader import Catalog
 from catalog.schema import IMAGE_SCHEMA, MASK_SCHEMA
 from pipeline.curate import _stored_image
 from pipeline.geometry import Geometry
-from pipeline.resample import target_grid
+from pipeline.steps.step5_resample import target_grid
 
 TS_CT_GROUP = {
     ("Dataset001_TotalSegCT", "ts_ct"),

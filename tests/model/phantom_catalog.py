@@ -15,8 +15,8 @@ def build_phantom_catalog(folder: Path, n_ct: int = 2, n_mr: int = 1) -> Path:
     """Write n_ct CT and n_mr two-channel MR phantom cases under folder/raw and curate them to folder/catalog."""
     from catalog.writer import consolidate
     from flows.curate import curate_case_task, load_cases
+    from pipeline.catalog_rows import source_hashes
     from pipeline.config import CurationConfig
-    from pipeline.curate import source_hashes
     from pipeline.phantoms import write_phantom_datasets
 
     write_phantom_datasets(folder / "raw", seed=0, n_ct=n_ct, n_mr=n_mr)

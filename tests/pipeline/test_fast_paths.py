@@ -10,7 +10,7 @@ from pipeline.config import CurationConfig
 from pipeline.fingerprint import store_and_hash, stored_image_sha256
 from pipeline.geometry import Geometry
 from pipeline.importers import read_dataset
-from pipeline.resample import ScratchOutputs, output_voxels, resample_image, target_grid
+from pipeline.steps.step5_resample import ScratchOutputs, output_voxels, resample_image, target_grid
 
 GRIDS = [((3.0, 3.0, 3.0), (13, 17, 19)), ((2.5, 0.7, 1.1), (9, 30, 21)), ((1.5, 1.5, 1.5), (5, 6, 7))]
 

@@ -22,8 +22,9 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
+from pipeline.case_masks import OVERLAPPING_MASKS
 from pipeline.config import CurationConfig
-from pipeline.curate import OVERLAPPING_MASKS, curate_case
+from pipeline.curate import curate_case
 from pipeline.importers import DatasetLayoutError, detect_layout, discover_dataset_dirs, read_dataset
 from pipeline.io import read_header, read_volume
 from pipeline.label_masks import merge_binary_masks

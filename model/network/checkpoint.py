@@ -1,0 +1,73 @@
+"""Our checkpoint format: weights plus the registry name and attention mode to rebuild the network.
+
+Files are plain tensors, numbers and strings, loaded with ``weights_only=True``. The published
+SAM-Med3D layout is read by :mod:`model.network.published`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+
+from model.network.registry import build_model
+from model.network.sam3d import Sam3D
+
+CHECKPOINT_FORMAT = "sammed3d-curator/sam3d-v1"
+
+
+def save_checkpoint(path: str | os.PathLike, model: Sam3D, extra: Mapping[str, Any] | None = None) -> None:
+    """Write our checkpoint format.
+
+    Args:
+        path (str | PathLike): destination file.
+        model (Sam3D): model to save; its registry name and attention mode are recorded.
+        extra (Mapping | None): additional entries (tensors, numbers, strings, lists, dicts
+            only, so the file stays loadable with ``weights_only=True``).
+    """
+    torch.save(
+        {
+            "format": CHECKPOINT_FORMAT,
+            "model_name": model.name,
+            "attention_mode": model.attention_mode,
+            "model_state_dict": model.state_dict(),
+            "extra": dict(extra or {}),
+        },
+        path,
+    )
+
+
+def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """Load the raw payload of our checkpoint on CPU with ``weights_only=True``.
+
+    Returns:
+        dict with keys format, model_name, attention_mode, model_state_dict, extra.
+    """
+    payload = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"{path} is not a {CHECKPOINT_FORMAT} checkpoint")
+    return payload
+
+
+def load_model_weights(path: str | os.PathLike, model: Sam3D | None = None) -> Sam3D:
+    """Load our checkpoint strictly.
+
+    Args:
+        path (str | PathLike): file written by :func:`save_checkpoint`.
+        model (Sam3D | None): target; built from the recorded name and attention mode when None.
+
+    Returns:
+        Sam3D holding the checkpoint weights.
+    """
+    payload = read_checkpoint(path)
+    if model is None:
+        model = build_model(payload["model_name"], payload["attention_mode"])
+    elif (model.name, model.attention_mode) != (payload["model_name"], payload["attention_mode"]):
+        raise ValueError(
+            f"checkpoint holds {payload['model_name']}/{payload['attention_mode']}, "
+            f"model is {model.name}/{model.attention_mode}"
+        )
+    model.load_state_dict(payload["model_state_dict"], strict=True)
+    return model
