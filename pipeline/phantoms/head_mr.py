@@ -11,14 +11,10 @@ import SimpleITK as sitk
 
 from pipeline.phantoms.grid import LPS_DIRECTION, PhantomGrid, Seed, jitter, side_truth
 
-MR_LABELS = {
-    "background": 0,
-    "brain": 1,
-    "lateral_ventricle_left": 2,
-    "lateral_ventricle_right": 3,
-    "tumor": 4,
-    "edema": 5,
-}
+# Label values are positions in this list (background 0).
+MR_LABELS = {name: value for value, name in enumerate((
+    "background", "brain", "lateral_ventricle_left", "lateral_ventricle_right", "tumor", "edema",
+))}
 MR_SIZE = (80, 96, 80)  # voxels, (x, y, z)
 MR_SPACING = (1.2, 1.2, 1.2)  # mm, (x, y, z)
 

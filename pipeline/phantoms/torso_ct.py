@@ -11,18 +11,11 @@ import SimpleITK as sitk
 
 from pipeline.phantoms.grid import LPS_DIRECTION, PhantomGrid, Seed, jitter, side_truth
 
-CT_LABELS = {
-    "background": 0,
-    "liver": 1,
-    "spleen": 2,
-    "kidney": 3,
-    "lung": 4,
-    "vertebrae": 5,
-    "aorta": 6,
-    "liver_lesion": 7,
-    "adrenal_gland_left": 8,
-    "adrenal_gland_right": 9,
-}
+# Label values are positions in this list (background 0).
+CT_LABELS = {name: value for value, name in enumerate((
+    "background", "liver", "spleen", "kidney", "lung", "vertebrae", "aorta", "liver_lesion",
+    "adrenal_gland_left", "adrenal_gland_right",
+))}
 CT_SIZE = (96, 96, 64)  # voxels, (x, y, z)
 CT_SPACING = (2.5, 2.5, 3.0)  # mm, (x, y, z)
 

@@ -10,16 +10,8 @@ import pytest
 from catalog.reader import Catalog
 from model.evaluation.evaluate import add_arguments, evaluate, run
 from model.evaluation.inference import load_predictor
-from model.evaluation.protocol import (
-    BASELINE,
-    CHALLENGE,
-    NETWORK,
-    PAPER,
-    EvaluationSettings,
-    NetworkMethod,
-    OriginalLabels,
-    prepare_case,
-)
+from model.evaluation.protocol import BASELINE, CHALLENGE, NETWORK, PAPER, EvaluationSettings, NetworkMethod
+from model.evaluation.protocol import OriginalLabels, prepare_case
 from tests.model.phantom_catalog import phantom_catalog  # noqa: F401  (session fixture)
 
 SETTINGS = EvaluationSettings(paper_clicks=3, challenge_clicks=2, overlay_cases=1)
