@@ -23,6 +23,8 @@ def select_masks(
     modalities: Iterable[str] | None = None,
     datasets: Iterable[str] | None = None,
     splits: Iterable[str] | None = None,
+    cases: Iterable[str] | None = None,
+    exclude_cases: Iterable[str] | None = None,
     status: str | None = "kept",
     min_stored_voxels: int = 1000,
 ) -> pd.DataFrame:
@@ -34,6 +36,10 @@ def select_masks(
     Args:
         catalog_root (str | Path): catalog folder.
         categories, groups, modalities, datasets, splits (iterables of str | None): allowed values.
+        cases (iterable of str | None): only these cases, as "dataset/case_id".
+        exclude_cases (iterable of str | None): never these cases, nor any case found to be the same scan
+            as one of them (the image's ``duplicate_group``, see ``catalog.leaks``): a held-out case
+            stays held out under another name.
         status (str | None): mask status ("kept"); None for any.
         min_stored_voxels (int): smallest mask, counted on the stored grid.
 
@@ -56,6 +62,20 @@ def select_masks(
         if allowed is not None:
             keep &= masks[column].isin(list(allowed))
     images = catalog.images()
+    case_names = images.dataset + "/" + images.case_id
+    for wanted, include in ((cases, True), (exclude_cases, False)):
+        if wanted is None:
+            continue
+        wanted = set(wanted)
+        unknown = sorted(wanted - set(case_names))
+        if unknown:
+            raise ValueError(f"no such case in the catalog: {', '.join(unknown)} (give them as dataset/case_id)")
+        hit = case_names.isin(wanted)
+        if not include:
+            groups_hit = set(images.duplicate_group[hit].dropna())
+            hit |= images.duplicate_group.isin(groups_hit)
+        chosen = set(images.image_id[hit])
+        keep &= masks.image_id.isin(chosen) if include else ~masks.image_id.isin(chosen)
     images = images[images.status == "kept"][["image_id", "shard_path", "stored_shape_zyx"]]
     selected = masks[keep].merge(images, on="image_id", how="inner")
     return selected.sort_values("mask_id").reset_index(drop=True)

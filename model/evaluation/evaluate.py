@@ -7,12 +7,14 @@ Markdown report in :mod:`model.evaluation.report`.
 from __future__ import annotations
 
 import argparse
+import pickle
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 
 from catalog.reader import Catalog
 from model.evaluation.baseline import RegionGrowingBaseline
@@ -20,6 +22,7 @@ from model.evaluation.inference import load_predictor
 from model.evaluation.protocol import (
     BASELINE,
     CHALLENGE,
+    CROP_PLACEMENTS,
     NETWORK,
     PAPER,
     EvaluationSettings,
@@ -33,19 +36,49 @@ from model.targets import select_masks
 ALL_SPLITS = "all"
 
 
-def select_evaluation_masks(catalog: Catalog, splits: Sequence[str], max_masks: int | None, seed: int) -> pd.DataFrame:
-    """Kept masks of the given splits ("all" for every split) with at least one stored voxel.
+def select_evaluation_masks(
+    catalog: Catalog,
+    splits: Sequence[str],
+    max_masks: int | None,
+    seed: int,
+    cases: Sequence[str] | None = None,
+    training: dict | None = None,
+) -> pd.DataFrame:
+    """Kept masks of the given splits ("all" for every split), or of the given cases ("dataset/case_id", any
+    split), with at least one stored voxel; with `max_masks`, a seeded random subset of that size, sorted by
+    mask id.
 
-    With `max_masks`, a seeded random subset of that size, sorted by mask id.
+    Column ``seen``: the category is among those the checkpoint was trained on, from its training
+    configuration (`training`, the run's TrainConfig values) when the checkpoint holds one, else the
+    categories of the catalog's train split.
     """
-    chosen = None if ALL_SPLITS in splits else list(splits)
-    masks = select_masks(catalog.root, splits=chosen, status="kept", min_stored_voxels=1)
+    chosen = None if ALL_SPLITS in splits or cases else list(splits)
+    masks = select_masks(catalog.root, splits=chosen, cases=cases, status="kept", min_stored_voxels=1)
     if max_masks is not None and len(masks) > max_masks:
         picked = np.random.default_rng(seed).choice(len(masks), size=max_masks, replace=False)
         masks = masks.iloc[np.sort(picked)].reset_index(drop=True)
-    trained_on = catalog.masks()
-    trained_on = set(trained_on[(trained_on.split == "train") & (trained_on.status == "kept")].category)
+    if training is not None:
+        filters = ("categories", "groups", "modalities", "datasets", "splits", "exclude_cases")
+        trained = select_masks(
+            catalog.root, **{k: training.get(k) for k in filters}, min_stored_voxels=training["min_mask_voxels"]
+        )
+        trained_on = set(trained.category)
+    else:
+        trained_on = catalog.masks()
+        trained_on = set(trained_on[(trained_on.split == "train") & (trained_on.status == "kept")].category)
     return masks.assign(seen=masks.category.isin(trained_on))
+
+
+def training_config(checkpoint: str | Path) -> dict | None:
+    """The TrainConfig values a checkpoint of ours was trained with, or None (weights only, other formats).
+    Memory-mapped: the weights are not read."""
+    try:
+        payload = torch.load(checkpoint, map_location="cpu", weights_only=True, mmap=True)
+    except (RuntimeError, ValueError, OSError, EOFError, pickle.UnpicklingError):
+        return None  # the evaluation's own loading of the checkpoint says what is wrong with it
+    extra = payload.get("extra") if isinstance(payload, dict) else None
+    config = extra.get("config") if isinstance(extra, dict) else None
+    return config if isinstance(config, dict) else None
 
 
 def evaluate(
@@ -54,6 +87,7 @@ def evaluate(
     out_dir: str | Path,
     *,
     splits: Sequence[str] = ("test",),
+    cases: Sequence[str] | None = None,
     max_masks: int | None = None,
     seed: int = 0,
     settings: EvaluationSettings = EvaluationSettings(),
@@ -66,6 +100,7 @@ def evaluate(
         checkpoint (str | Path): a checkpoint written by ``model.network.checkpoint.save_checkpoint``.
         out_dir (str | Path): output folder (created).
         splits (sequence of str): catalog splits to evaluate; "all" for every split.
+        cases (sequence of str | None): evaluate these cases ("dataset/case_id", whatever their split) instead.
         max_masks (int | None): evaluate a seeded random subset of at most this many masks.
         seed (int): seed of the paper protocol's random clicks and of the subset.
         settings (EvaluationSettings): click budgets, NSD tolerance, number of overlay figures.
@@ -76,7 +111,7 @@ def evaluate(
     """
     started = time.perf_counter()
     catalog = Catalog(catalog_root)
-    masks = select_evaluation_masks(catalog, splits, max_masks, seed)
+    masks = select_evaluation_masks(catalog, splits, max_masks, seed, cases, training_config(checkpoint))
     if masks.empty:
         present = ", ".join(sorted(catalog.masks().split.dropna().unique())) or "none"
         raise ValueError(f"no kept mask in split(s) {', '.join(splits)} of {catalog_root} (splits present: {present})")
@@ -86,26 +121,28 @@ def evaluate(
         PAPER: {NETWORK: NetworkMethod(predictor, "new"), BASELINE: baseline},
         CHALLENGE: {NETWORK: NetworkMethod(predictor, "all"), BASELINE: baseline},
     }
-    steps, overlays, skipped = evaluate_masks(catalog, masks, methods, settings, seed)
-    if steps.empty:
-        raise ValueError("none of the selected masks could be evaluated: " + skipped[0]["reason"])
-    steps = steps.merge(masks[["mask_id", "seen"]], on="mask_id")
+    results = evaluate_masks(catalog, masks, methods, settings, seed)
+    if results.steps.empty:
+        raise ValueError("none of the selected masks could be evaluated: " + results.skipped[0]["reason"])
+    steps = results.steps.merge(masks[["mask_id", "seen"]], on="mask_id")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     steps.to_parquet(out / "per_step.parquet", index=False)
+    results.sensitivity.to_parquet(out / "sensitivity.parquet", index=False)
     summary = per_mask_summary(steps, settings)
     summary.to_parquet(out / "per_mask.parquet", index=False)
     return write_report(
         out,
         steps=steps,
         summary=summary,
-        overlays=overlays,
-        skipped=skipped,
+        sensitivity=results.sensitivity,
+        overlays=results.overlays,
+        skipped=results.skipped,
         settings=settings,
         context={
             "catalog": str(Path(catalog_root).resolve()),
             "checkpoint": str(Path(checkpoint).resolve()),
-            "splits": ", ".join(splits),
+            "splits": ", ".join(splits) if not cases else "cases " + ", ".join(cases),
             "seed": seed,
             "device": str(predictor.device),
             "seconds": time.perf_counter() - started,
@@ -125,9 +162,18 @@ def add_arguments(subparsers) -> argparse.ArgumentParser:
         "--split", action="append", dest="splits", metavar="SPLIT",
         help="split to evaluate, repeatable; 'all' for every split (default: test)",
     )
+    parser.add_argument(
+        "--case", action="append", dest="cases", metavar="DATASET/CASE",
+        help="evaluate the masks of this case (any split) instead of a split; repeatable",
+    )
     parser.add_argument("--max-masks", type=int, help="evaluate a seeded random subset of at most N masks")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random clicks and of the subset")
     parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu or cuda")
+    parser.add_argument(
+        "--crop", choices=CROP_PLACEMENTS, default="centred",
+        help="centred: the target's box in the middle of the 128³ patch, as the paper evaluated (default); "
+        "random: at a seeded random place, so that only the click tells where the target is",
+    )
     return parser
 
 
@@ -140,8 +186,10 @@ def run(args: argparse.Namespace) -> int:
         args.checkpoint,
         args.out,
         splits=tuple(args.splits or ("test",)),
+        cases=args.cases,
         max_masks=args.max_masks,
         seed=args.seed,
+        settings=EvaluationSettings(crop_placement=args.crop),
         device=args.device,
     )
     print(f"evaluation report: {report.resolve()}")

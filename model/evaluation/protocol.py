@@ -48,6 +48,7 @@ from catalog.reader import Catalog
 from model.clicks import challenge_click, paper_click
 from model.evaluation.crop import PATCH_SIZE, PatchGrid, paste_back_region
 from model.evaluation.metrics import NSD_TOLERANCE_MM, click_curve_auc, dice, normalized_surface_dice
+from model.evaluation.sensitivity import SENSITIVITY_COLUMNS, prompt_sensitivity
 from model.intensity import normalize_intensity
 from model.predictor import Predictor
 from model.targets import patch_start
@@ -56,6 +57,7 @@ from pipeline.geometry import Geometry
 PAPER, CHALLENGE = "paper", "challenge"
 NETWORK, BASELINE = "network", "baseline"
 CROP, ORIGINAL = "crop", "original"
+CROP_PLACEMENTS = ("centred", "random")
 
 
 @dataclass(frozen=True)
@@ -67,6 +69,15 @@ class EvaluationSettings:
     challenge_clicks: int = 5
     nsd_tolerance_mm: float = NSD_TOLERANCE_MM
     overlay_cases: int = 3
+    # "centred" crops the patch around the target's bounding box as the paper did (a location prior: the
+    # target is always in the middle); "random" places the box at a seeded random position in the patch,
+    # as training does, so that only the click says which structure is meant.
+    crop_placement: str = "centred"
+    prompt_sensitivity: bool = True
+
+    def __post_init__(self) -> None:
+        if self.crop_placement not in CROP_PLACEMENTS:
+            raise ValueError(f"crop_placement must be one of {CROP_PLACEMENTS}, got {self.crop_placement!r}")
 
     def report_clicks(self) -> tuple[int, ...]:
         """The paper's reporting points within the click budget (always including the last click)."""
@@ -120,6 +131,7 @@ class MaskCase:
     patch: np.ndarray
     target: np.ndarray
     grid: PatchGrid
+    labels: np.ndarray | None = None  # (128, 128, 128) stored label values of the crop (all masks)
     original_geometry: Geometry | None = None
     region: tuple[slice, slice, slice] | None = None
     reference: np.ndarray | None = None
@@ -174,9 +186,16 @@ def original_reference(
     return label, sitk.GetArrayViewFromImage(label) == mask.source_label
 
 
-def prepare_case(catalog: Catalog, mask: pd.Series, label_path: str | None, labels: OriginalLabels) -> MaskCase:
-    """Read the patch around the mask's bounding box and its references (see the module docstring)."""
-    start = patch_start(np.asarray(mask.bbox_zyx), PATCH_SIZE, None)
+def prepare_case(
+    catalog: Catalog,
+    mask: pd.Series,
+    label_path: str | None,
+    labels: OriginalLabels,
+    rng: np.random.Generator | None = None,
+) -> MaskCase:
+    """Read the patch around the mask's bounding box and its references (see the module docstring).
+    `rng`: None centres the box in the patch; a generator places it at random (``patch_start``'s jitter)."""
+    start = patch_start(np.asarray(mask.bbox_zyx), PATCH_SIZE, rng)
     window = catalog.read_patch(mask.image_id, tuple(start + PATCH_SIZE // 2), (PATCH_SIZE,) * 3)
     shard = catalog.shard(mask.image_id)
     stored = Geometry(
@@ -187,6 +206,7 @@ def prepare_case(catalog: Catalog, mask: pd.Series, label_path: str | None, labe
         patch=normalize_intensity(window["image"], mask.modality),
         target=window["label"] == mask.label_value,
         grid=PatchGrid.from_window(stored, window["start"], PATCH_SIZE),
+        labels=window["label"],
     )
     found = original_reference(catalog, mask, label_path, labels)
     if found is None:
@@ -227,6 +247,22 @@ def run_protocol(
     return records, probability
 
 
+@dataclass
+class ProtocolResults:
+    """What :func:`evaluate_masks` measured.
+
+    steps: one row per mask, protocol, method and click (scores in both spaces).
+    sensitivity: one row per mask and method whose crop holds other targets (SENSITIVITY_COLUMNS).
+    overlays: the first ``settings.overlay_cases`` cases with their final paper-protocol predictions.
+    skipped: masks not evaluated, with a reason.
+    """
+
+    steps: pd.DataFrame
+    sensitivity: pd.DataFrame
+    overlays: list[MaskCase]
+    skipped: list[dict]
+
+
 def mask_seed(seed: int, mask_id: str) -> list[int]:
     """A per-mask random stream, independent of which other masks are evaluated and in what order."""
     return [seed, zlib.crc32(mask_id.encode())]
@@ -238,24 +274,28 @@ def evaluate_masks(
     methods: dict[str, dict[str, object]],
     settings: EvaluationSettings,
     seed: int,
-) -> tuple[pd.DataFrame, list[MaskCase], list[dict]]:
-    """Run both protocols with every method on every mask.
+) -> ProtocolResults:
+    """Run both protocols with every method on every mask, and the prompt-sensitivity probe
+    (:mod:`model.evaluation.sensitivity`) with the paper protocol's methods.
 
     Args:
         methods: {protocol: {method name: object with start(patch) and step(points, labels)}}.
-
-    Returns:
-        per-step records (DataFrame), the first `settings.overlay_cases` cases with their final
-        paper-protocol predictions, and the masks skipped (with a reason).
     """
-    labels, records, overlays, skipped = OriginalLabels(), [], [], []
+    labels, records, sensitivity, overlays, skipped = OriginalLabels(), [], [], [], []
     label_paths = catalog.images().set_index("image_id").label_path
     descriptive = ["mask_id", "image_id", "dataset", "modality", "category", "group", "side", "split"]
     for _, mask in masks.iterrows():
-        case = prepare_case(catalog, mask, label_paths.get(mask.image_id), labels)
+        placement = None
+        if settings.crop_placement == "random":
+            placement = np.random.default_rng([*mask_seed(seed, mask.mask_id), 1])
+        case = prepare_case(catalog, mask, label_paths.get(mask.image_id), labels, placement)
         if not case.target.any():
             skipped.append({"mask_id": mask.mask_id, "reason": "no target voxel in the patch"})
             continue
+        for name, method in methods.get(PAPER, {}).items() if settings.prompt_sensitivity else ():
+            scores = prompt_sensitivity(method, case.patch, case.target, case.labels, int(mask.label_value))
+            if scores is not None:
+                sensitivity.append({**{c: mask[c] for c in descriptive}, "method": name, **scores})
         for protocol, by_method in methods.items():
             for name, method in by_method.items():
                 if protocol == PAPER:
@@ -272,7 +312,12 @@ def evaluate_masks(
                     case.final[(protocol, name)] = final
         if case.final and len(overlays) < settings.overlay_cases:
             overlays.append(case)
-    return pd.DataFrame.from_records(records), overlays, skipped
+    return ProtocolResults(
+        pd.DataFrame.from_records(records),
+        pd.DataFrame.from_records(sensitivity, columns=[*descriptive, "method", *SENSITIVITY_COLUMNS]),
+        overlays,
+        skipped,
+    )
 
 
 def per_mask_summary(steps: pd.DataFrame, settings: EvaluationSettings) -> pd.DataFrame:

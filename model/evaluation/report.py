@@ -3,7 +3,7 @@
 Layout under the output folder::
 
     report.md                       the report, linking everything below
-    per_step.parquet, per_mask.parquet   (written by model.evaluation.evaluate)
+    per_step.parquet, per_mask.parquet, sensitivity.parquet   (written by model.evaluation.evaluate)
     tables/by_<key>.parquet|.md     mean scores per category, group, modality, dataset, seen/unseen
     plots/dice_vs_clicks_<protocol>.png, plots/case_<n>.png
 """
@@ -32,6 +32,7 @@ from model.evaluation.protocol import (  # noqa: E402
     EvaluationSettings,
     MaskCase,
 )
+from model.evaluation.sensitivity import SENSITIVITY_COLUMNS  # noqa: E402
 
 GROUPINGS = ("category", "group", "modality", "dataset", "seen")
 METHODS = (NETWORK, BASELINE)
@@ -133,11 +134,49 @@ def plot_case(case: MaskCase, path: Path) -> None:
     plt.close(fig)
 
 
+def sensitivity_table(sensitivity: pd.DataFrame) -> pd.DataFrame:
+    """Mean prompt-sensitivity scores per method, with the number of masks measured."""
+    table = sensitivity.groupby("method")[list(SENSITIVITY_COLUMNS)].mean()
+    table.insert(0, "masks", sensitivity.groupby("method").size())
+    return table.reindex([m for m in METHODS if m in table.index])
+
+
+def sensitivity_section(sensitivity: pd.DataFrame, settings: EvaluationSettings) -> list[str]:
+    """Report lines: does each method follow its click (see model.evaluation.sensitivity)?"""
+    lines = ["## Prompt sensitivity: does the prediction follow the click?", ""]
+    if not settings.prompt_sensitivity:
+        return lines + ["Not measured (switched off).", ""]
+    if sensitivity.empty:
+        return lines + ["No evaluated crop holds another labelled target besides the clicked one.", ""]
+    table = sensitivity_table(sensitivity)
+    lines += [
+        "Crops holding other labelled targets besides the clicked one; one click at the centre of the target, "
+        "then the same click moved to the centre of the largest other target. **on_target** / **on_others**: "
+        "fraction of the predicted voxels inside the clicked target / inside the other targets; "
+        "**moved_follow**: Dice of the moved click's prediction against the other target; **moved_change**: "
+        "1 - Dice between the two predictions (0: the click did not matter).",
+        "",
+        table.to_markdown(floatfmt=".3f"),
+        "",
+    ]
+    network = table.loc[NETWORK] if NETWORK in table.index else None
+    if network is not None:
+        follows = network.moved_follow >= 0.5 and network.on_target > network.on_others
+        verdict = "follows its clicks" if follows else "does NOT follow its clicks"
+        lines += [
+            f"The network {verdict}: moved_follow {network.moved_follow:.2f}, on_target {network.on_target:.2f} "
+            f"vs on_others {network.on_others:.2f} over {int(network.masks)} crops.",
+            "",
+        ]
+    return lines
+
+
 def write_report(
     out: Path,
     *,
     steps: pd.DataFrame,
     summary: pd.DataFrame,
+    sensitivity: pd.DataFrame,
     overlays: list[MaskCase],
     skipped: list[dict],
     settings: EvaluationSettings,
@@ -204,6 +243,7 @@ def write_report(
         ]
     for space in (ORIGINAL, CROP):
         lines += [f"## All masks, {SPACE_TITLES[space]}", "", markdown_table(overall, "all", space, settings), ""]
+    lines += sensitivity_section(sensitivity, settings)
     lines += [
         "## Dice vs clicks",
         "",

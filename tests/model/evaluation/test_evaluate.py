@@ -10,8 +10,16 @@ import pytest
 from catalog.reader import Catalog
 from model.evaluation.evaluate import add_arguments, evaluate, run
 from model.evaluation.inference import load_predictor
-from model.evaluation.protocol import BASELINE, CHALLENGE, NETWORK, PAPER, EvaluationSettings, NetworkMethod
-from model.evaluation.protocol import OriginalLabels, prepare_case
+from model.evaluation.protocol import (
+    BASELINE,
+    CHALLENGE,
+    NETWORK,
+    PAPER,
+    EvaluationSettings,
+    NetworkMethod,
+    OriginalLabels,
+    prepare_case,
+)
 from tests.model.phantom_catalog import phantom_catalog  # noqa: F401  (session fixture)
 
 SETTINGS = EvaluationSettings(paper_clicks=3, challenge_clicks=2, overlay_cases=1)
@@ -112,3 +120,55 @@ def test_cli_arguments_and_a_missing_checkpoint(phantom_catalog, tmp_path):  # n
     args.max_masks = 0
     with pytest.raises(ValueError, match="--max-masks"):
         run(args)
+
+
+def test_evaluate_measures_and_reports_prompt_sensitivity(evaluation):
+    out, report = evaluation
+    sensitivity = pd.read_parquet(out / "sensitivity.parquet")
+    # Phantom crops around a torso organ hold other organs: both methods are probed on the same masks.
+    assert set(sensitivity.method) == {NETWORK, BASELINE}
+    assert sensitivity.groupby("method").mask_id.apply(frozenset).nunique() == 1
+    for column in ("on_target", "on_others", "moved_follow", "moved_change"):
+        assert sensitivity[column].between(0, 1).all()
+    assert ((sensitivity.on_target + sensitivity.on_others) <= 1 + 1e-9).all()
+    text = report.read_text()
+    assert "## Prompt sensitivity" in text and "moved_follow" in text
+    assert "The network follows its clicks" in text or "The network does NOT follow its clicks" in text
+
+
+def test_random_crop_placement_moves_the_target_off_centre(phantom_catalog):  # noqa: F811
+    catalog = Catalog(phantom_catalog)
+    masks = catalog.masks().merge(catalog.images()[["image_id", "label_path"]], on="image_id")
+    mask = masks[(masks.status == "kept") & (masks.category == "kidney right")].iloc[0]
+    centred = prepare_case(catalog, mask, mask.label_path, OriginalLabels())
+    placed = [
+        prepare_case(catalog, mask, mask.label_path, OriginalLabels(), np.random.default_rng(s)) for s in range(4)
+    ]
+    origins = {case.grid.geometry.origin_xyz for case in placed}
+    assert len(origins) > 1 and centred.grid.geometry.origin_xyz not in origins
+    for case in placed:  # wherever the patch lies, the whole target is in it
+        assert case.target.sum() == centred.target.sum()
+    with pytest.raises(ValueError, match="crop_placement"):
+        EvaluationSettings(crop_placement="middle")
+
+
+def test_cases_are_evaluated_whatever_their_split_and_seen_follows_the_training_config(
+    phantom_catalog, untrained_checkpoint, tmp_path  # noqa: F811
+):
+    from model.evaluation.evaluate import select_evaluation_masks, training_config
+    from model.network.checkpoint import save_checkpoint
+    from model.network.registry import build_model
+    from model.training.config import TrainConfig
+
+    catalog = Catalog(phantom_catalog)
+    images = catalog.images()
+    held_out = [f"{r.dataset}/{r.case_id}" for r in images[images.modality == "CT"].head(1).itertuples()]
+    assert training_config(untrained_checkpoint) is None  # weights only: no training configuration
+    config = TrainConfig(catalog=str(phantom_catalog), out="o", splits=None, modalities=["MR"],
+                         exclude_cases=held_out)
+    trained = tmp_path / "trained.pt"
+    save_checkpoint(trained, build_model("vit_tiny"), extra={"config": config.model_dump(mode="json")})
+    assert training_config(trained)["exclude_cases"] == held_out
+    masks = select_evaluation_masks(catalog, ("test",), None, 0, cases=held_out, training=training_config(trained))
+    assert set(masks.dataset + "/" + masks.case_id) == set(held_out) and len(masks) > 3
+    assert not masks.seen.any()  # trained on MR only: none of the CT categories was seen

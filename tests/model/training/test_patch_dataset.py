@@ -1,4 +1,4 @@
-"""Training data: mask selection, jittered/flipped patches from the catalog, batches, the hand-over format."""
+"""Training data: jittered/flipped patches from the catalog, batches, the hand-over format."""
 
 from __future__ import annotations
 
@@ -9,39 +9,9 @@ from torch.utils.data import DataLoader
 
 from catalog.reader import Catalog
 from model.intensity import normalize_intensity
-from model.targets import patch_start, select_masks
+from model.targets import select_masks
 from model.training.patch_dataset import PatchDataset, unpack_labels
 from tests.model.phantom_catalog import phantom_catalog  # noqa: F401  (fixture)
-
-
-def test_patch_start_keeps_a_fitting_box_inside_and_centres_without_jitter():
-    bbox = np.array([10, 20, 30, 20, 40, 35])
-    rng = np.random.default_rng(0)
-    starts = np.array([patch_start(bbox, 64, rng) for _ in range(500)])
-    assert np.all(starts <= bbox[:3]) and np.all(starts + 64 >= bbox[3:])
-    assert starts[:, 0].min() == 20 - 64 and starts[:, 0].max() == 10  # the whole allowed range is used
-    assert np.array_equal(patch_start(bbox, 64, None), [15 - 32, 30 - 32, 32 - 32])
-    big = np.array([0, 0, 0, 100, 100, 100])
-    centres = np.array([patch_start(big, 32, rng) for _ in range(200)]) + 16
-    assert np.all(centres >= 0) and np.all(centres < 100)
-
-
-def test_select_masks_filters_with_pandas(phantom_catalog):
-    train = select_masks(phantom_catalog, splits=["train"])
-    assert len(train) > 0 and set(train.split) == {"train"} and set(train.status) == {"kept"}
-    assert (train.stored_voxels >= 1000).all()
-    assert {"shard_path", "stored_shape_zyx"} <= set(train.columns)
-    mr = select_masks(phantom_catalog, modalities=["MR"], min_stored_voxels=0)
-    assert set(mr.modality) == {"MR"}
-    assert set(select_masks(phantom_catalog, categories=["liver"]).category) == {"liver"}
-    everything = select_masks(phantom_catalog, min_stored_voxels=0)
-    assert len(everything) > len(select_masks(phantom_catalog, min_stored_voxels=5000))
-    assert list(everything.mask_id) == sorted(everything.mask_id)
-
-
-def _unflip(array: np.ndarray, flipped) -> np.ndarray:
-    axes = tuple(int(a) for a in np.flatnonzero(np.asarray(flipped)))
-    return np.flip(array, axes) if axes else array
 
 
 def test_samples_match_the_catalog_and_are_deterministic(phantom_catalog):
