@@ -32,6 +32,7 @@ def save_checkpoint(path: str | os.PathLike, model: Sam3D, extra: Mapping[str, A
             "format": CHECKPOINT_FORMAT,
             "model_name": model.name,
             "attention_mode": model.attention_mode,
+            "click_map": model.click_map,
             "model_state_dict": model.state_dict(),
             "extra": dict(extra or {}),
         },
@@ -62,12 +63,15 @@ def load_model_weights(path: str | os.PathLike, model: Sam3D | None = None) -> S
         Sam3D holding the checkpoint weights.
     """
     payload = read_checkpoint(path)
+    # Checkpoints written before the click map existed have none.
+    layout = (payload["model_name"], payload["attention_mode"], bool(payload.get("click_map", False)))
     if model is None:
-        model = build_model(payload["model_name"], payload["attention_mode"])
-    elif (model.name, model.attention_mode) != (payload["model_name"], payload["attention_mode"]):
+        model = build_model(*layout)
+    elif (model.name, model.attention_mode, model.click_map) != layout:
         raise ValueError(
-            f"checkpoint holds {payload['model_name']}/{payload['attention_mode']}, "
-            f"model is {model.name}/{model.attention_mode}"
+            "checkpoint holds {}/{}/click_map={}, model is {}/{}/click_map={}".format(
+                *layout, model.name, model.attention_mode, model.click_map
+            )
         )
     model.load_state_dict(payload["model_state_dict"], strict=True)
     return model

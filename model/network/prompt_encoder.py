@@ -105,6 +105,48 @@ class MaskDownscaler(nn.Module):
         return self.proj(x)
 
 
+class ClickMap(nn.Module):
+    """Dense encoding of clicks on the token grid: where each click is, as a map the image tokens see.
+
+    Each click adds to every token a learned vector of its label (positive or negative), weighted by a
+    Gaussian of the distance between the click and the token centre (``sigma_tokens`` token edges). Not in
+    the published SAM-Med3D: there the image tokens learn where a click is only through attention with the
+    click's token, which a network trained from scratch learns to switch off while it learns to segment
+    every object that looks like a target (docs/training.md, "Why the model did not follow its clicks").
+
+    Args:
+        embed_dim (int): C.
+        image_size (int): cube edge in voxels.
+        grid_size (int): G, token grid edge.
+        sigma_tokens (float): Gaussian width in token edges (1.0: 16 voxels for a 128^3 cube).
+
+    forward(points (B, N, 3) (z, y, x) voxel indices, labels (B, N)) -> (B, C, G, G, G); padding points
+    (label -1) add nothing.
+    """
+
+    def __init__(self, embed_dim: int, image_size: int, grid_size: int, sigma_tokens: float = 1.0) -> None:
+        super().__init__()
+        self.positive_embed = nn.Parameter(torch.randn(1, embed_dim))
+        self.negative_embed = nn.Parameter(torch.randn(1, embed_dim))
+        cell = image_size / grid_size
+        self.sigma_voxels = sigma_tokens * cell
+        centres = (torch.arange(grid_size, dtype=torch.float32) + 0.5) * cell
+        zz, yy, xx = torch.meshgrid(centres, centres, centres, indexing="ij")
+        # Voxel coordinates of the token centres, (G^3, 3); derived, so not saved in checkpoints.
+        self.register_buffer("centres", torch.stack([zz, yy, xx], dim=-1).reshape(-1, 3), persistent=False)
+        self.grid_size = grid_size
+
+    def forward(self, points: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        centres = self.centres.to(points.dtype)
+        distance2 = ((points[:, :, None, :].float() + 0.5 - centres) ** 2).sum(-1)
+        weight = torch.exp(-0.5 * distance2 / self.sigma_voxels**2)  # (B, N, G^3)
+        positive = (weight * (labels[:, :, None] == 1)).sum(dim=1)
+        negative = (weight * (labels[:, :, None] == 0)).sum(dim=1)
+        dense = positive[..., None] * self.positive_embed + negative[..., None] * self.negative_embed
+        g = self.grid_size
+        return dense.transpose(1, 2).reshape(points.shape[0], -1, g, g, g)
+
+
 class PromptEncoder3D(nn.Module):
     """Encodes clicks, boxes and a mask prompt for the mask decoder.
 
@@ -114,6 +156,8 @@ class PromptEncoder3D(nn.Module):
         grid_size (int): G, edge of the image-embedding token grid (8).
         mask_hidden_chans (int): hidden width of the mask downscaler.
         num_frequencies (int | None): Fourier frequencies F; None means C // 2.
+        click_map (bool): also encode clicks densely on the token grid (:class:`ClickMap`), added to the
+            dense embedding; off for the published layout.
 
     Point labels: 1 positive, 0 negative, -1 padding (no point; uses ``not_a_point_embed``
     with its positional part zeroed). Boxes are two opposite corners, each with its own
@@ -127,6 +171,7 @@ class PromptEncoder3D(nn.Module):
         grid_size: int = 8,
         mask_hidden_chans: int = 16,
         num_frequencies: int | None = None,
+        click_map: bool = False,
     ) -> None:
         super().__init__()
         self.embed_dim = embed_dim
@@ -139,6 +184,7 @@ class PromptEncoder3D(nn.Module):
         self.not_a_point_embed = nn.Parameter(torch.randn(1, embed_dim))
         self.mask_downscaler = MaskDownscaler(embed_dim, mask_hidden_chans)
         self.no_mask_embed = nn.Parameter(torch.randn(1, embed_dim))
+        self.click_map = ClickMap(embed_dim, image_size, grid_size) if click_map else None
 
     def get_dense_pe(self) -> torch.Tensor:
         """Positional encoding of the image-embedding tokens.
@@ -201,7 +247,8 @@ class PromptEncoder3D(nn.Module):
 
         Returns:
             sparse (Tensor): (B, N + pad + 2*has_box, C), point tokens then box corners.
-            dense (Tensor): (B, C, G, G, G).
+            dense (Tensor): (B, C, G, G, G): the mask prompt's embedding (or the no-mask embedding),
+                plus the click map when the encoder has one.
         """
         if (points is None) != (labels is None):
             raise ValueError("points and labels must be given together")
@@ -220,4 +267,6 @@ class PromptEncoder3D(nn.Module):
         else:
             g = self.grid_size
             dense = self.no_mask_embed.reshape(1, -1, 1, 1, 1).expand(batch_size, -1, g, g, g)
+        if self.click_map is not None and points is not None:
+            dense = dense + self.click_map(points, labels)
         return sparse, dense

@@ -26,6 +26,7 @@ def build_sam3d(
     image_size: int = 128,
     patch_size: int = 16,
     attention_mode: str = "native",
+    click_map: bool = False,
 ) -> Sam3D:
     """Assemble a Sam3D from widths and depths.
 
@@ -44,6 +45,8 @@ def build_sam3d(
         image_size (int): input cube edge S in voxels.
         patch_size (int): patch edge; the token grid is G = S // patch_size.
         attention_mode (str): "native" or "reference".
+        click_map (bool): the prompt encoder also encodes clicks densely on the token grid
+            (``model.network.prompt_encoder.ClickMap``; not in the published model).
 
     Returns:
         Sam3D taking (B, 1, S, S, S) and returning logits (B, M, 4G, 4G, 4G).
@@ -60,7 +63,9 @@ def build_sam3d(
         global_attn_indexes=global_attn_indexes,
         attention_mode=attention_mode,
     )
-    prompt_encoder = PromptEncoder3D(embed_dim, image_size=image_size, grid_size=grid, num_frequencies=pe_frequencies)
+    prompt_encoder = PromptEncoder3D(
+        embed_dim, image_size=image_size, grid_size=grid, num_frequencies=pe_frequencies, click_map=click_map
+    )
     decoder = MaskDecoder3D(
         embed_dim,
         num_heads=decoder_num_heads,
@@ -70,7 +75,7 @@ def build_sam3d(
     return Sam3D(encoder, prompt_encoder, decoder, name=name)
 
 
-def build_vit_b_ori(attention_mode: str = "native") -> Sam3D:
+def build_vit_b_ori(attention_mode: str = "native", click_map: bool = False) -> Sam3D:
     """Published SAM-Med3D ``vit_b_ori`` layout (ViT-B encoder, 384-wide decoder), 128^3 input."""
     return build_sam3d(
         name="vit_b_ori",
@@ -84,10 +89,11 @@ def build_vit_b_ori(attention_mode: str = "native") -> Sam3D:
         iou_head_hidden_dim=256,
         pe_frequencies=128,
         attention_mode=attention_mode,
+        click_map=click_map,
     )
 
 
-def build_vit_tiny(attention_mode: str = "native") -> Sam3D:
+def build_vit_tiny(attention_mode: str = "native", click_map: bool = False) -> Sam3D:
     """Small configuration for CPU training and tests; same structure, narrower and shallower."""
     return build_sam3d(
         name="vit_tiny",
@@ -100,6 +106,7 @@ def build_vit_tiny(attention_mode: str = "native") -> Sam3D:
         decoder_mlp_dim=512,
         iou_head_hidden_dim=64,
         attention_mode=attention_mode,
+        click_map=click_map,
     )
 
 
@@ -109,17 +116,18 @@ MODEL_REGISTRY: dict[str, Callable[..., Sam3D]] = {
 }
 
 
-def build_model(name: str, attention_mode: str = "native") -> Sam3D:
+def build_model(name: str, attention_mode: str = "native", click_map: bool = False) -> Sam3D:
     """Build a registered configuration.
 
     Args:
         name (str): key of MODEL_REGISTRY.
         attention_mode (str): "native" (fast, global attention everywhere) or "reference"
             (published windowing, needed to load the published checkpoint).
+        click_map (bool): dense click encoding in the prompt encoder (see :func:`build_sam3d`).
 
     Returns:
         Sam3D with freshly initialised weights.
     """
     if name not in MODEL_REGISTRY:
         raise KeyError(f"unknown model {name!r}; known: {sorted(MODEL_REGISTRY)}")
-    return MODEL_REGISTRY[name](attention_mode=attention_mode)
+    return MODEL_REGISTRY[name](attention_mode=attention_mode, click_map=click_map)

@@ -55,6 +55,11 @@ class Sam3D(nn.Module):
         return self.image_encoder.img_size
 
     @property
+    def click_map(self) -> bool:
+        """Whether the prompt encoder encodes clicks densely too (:class:`model.network.prompt_encoder.ClickMap`)."""
+        return self.prompt_encoder.click_map is not None
+
+    @property
     def attention_mode(self) -> str:
         """"native" or "reference", see :mod:`model.network.image_encoder`."""
         return self.image_encoder.attention_mode

@@ -23,6 +23,26 @@ def test_own_checkpoint_round_trip(tiny, tmp_path):
         load_model_weights(path, build_model("vit_tiny", attention_mode="reference"))
 
 
+def test_the_click_map_is_recorded_and_old_checkpoints_load_without_it(tmp_path):
+    torch.manual_seed(0)
+    with_map = build_model("vit_tiny", click_map=True)
+    path = tmp_path / "map.pt"
+    save_checkpoint(path, with_map)
+    restored = load_model_weights(path)
+    assert restored.click_map
+    torch.testing.assert_close(
+        restored.prompt_encoder.click_map.positive_embed, with_map.prompt_encoder.click_map.positive_embed
+    )
+    with pytest.raises(ValueError, match="click_map=True"):
+        load_model_weights(path, build_model("vit_tiny"))
+    old = tmp_path / "old.pt"
+    save_checkpoint(old, build_model("vit_tiny"))
+    payload = torch.load(old, weights_only=True)
+    del payload["click_map"]  # written before the setting existed
+    torch.save(payload, old)
+    assert not load_model_weights(old).click_map
+
+
 def published_shapes() -> dict[str, tuple[int, ...]]:
     """Names and shapes of the published vit_b_ori state dict, written out from its configuration."""
     s: dict[str, tuple[int, ...]] = {

@@ -54,3 +54,30 @@ def test_published_fourier_layout_fills_384_with_sin_cos_sin():
     assert feats.shape == (1, 384)
     torch.testing.assert_close(feats[:, 256:], feats[:, :128])
     torch.testing.assert_close(feats[:, :128] ** 2 + feats[:, 128:256] ** 2, torch.ones(1, 128))
+
+
+def test_the_click_map_marks_the_tokens_around_each_click_with_its_label():
+    pe = PromptEncoder3D(96, click_map=True)
+    points = torch.tensor([[[16 * 1 + 7.5, 16 * 5 + 7.5, 16 * 2 + 7.5], [120.0, 8.0, 8.0], [0.0, 0.0, 0.0]]])
+    labels = torch.tensor([[1, 0, -1]])
+    _, dense = pe(points, labels, None, None, 1)
+    _, plain = pe(None, None, None, None, 1)
+    added = (dense - plain).detach()  # (1, C, 8, 8, 8)
+    positive, negative = pe.click_map.positive_embed[0].detach(), pe.click_map.negative_embed[0].detach()
+    # Exactly the positive vector on the positive click's token (the negative click is far away).
+    torch.testing.assert_close(added[0, :, 1, 5, 2], positive, rtol=1e-4, atol=1e-4)
+    # Next to the negative click, mostly the negative vector; far from both, almost nothing.
+    weights = torch.linalg.lstsq(torch.stack([positive, negative], 1), added[0, :, 7, 0, 0, None]).solution[:, 0]
+    assert weights[1] > 0.5 and abs(float(weights[0])) < 1e-3
+    assert added[0, :, 4, 0, 7].abs().max() < 0.2 * positive.abs().max()
+    # The padding point (label -1) adds nothing: the same map without it.
+    _, without_padding = pe(points[:, :2], labels[:, :2], None, None, 1)
+    torch.testing.assert_close(dense, without_padding)
+
+
+def test_the_click_map_is_off_by_default_and_without_clicks():
+    assert PromptEncoder3D(96).click_map is None
+    pe = PromptEncoder3D(96, click_map=True)
+    _, dense = pe(None, None, None, None, 2)
+    torch.testing.assert_close(dense, pe.no_mask_embed.reshape(1, -1, 1, 1, 1).expand(2, -1, 8, 8, 8))
+    assert "click_map.centres" not in pe.state_dict()  # derived from the grid, not saved
