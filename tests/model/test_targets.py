@@ -36,11 +36,6 @@ def test_select_masks_filters_with_pandas(phantom_catalog):
     assert list(everything.mask_id) == sorted(everything.mask_id)
 
 
-def _unflip(array: np.ndarray, flipped) -> np.ndarray:
-    axes = tuple(int(a) for a in np.flatnonzero(np.asarray(flipped)))
-    return np.flip(array, axes) if axes else array
-
-
 def test_cases_select_and_held_out_cases_stay_out_with_their_duplicates(phantom_catalog, tmp_path):  # noqa: F811
     images = Catalog(phantom_catalog).images()
     kept = images[images.status == "kept"]

@@ -14,6 +14,11 @@ from model.training.patch_dataset import PatchDataset, unpack_labels
 from tests.model.phantom_catalog import phantom_catalog  # noqa: F401  (fixture)
 
 
+def _unflip(array: np.ndarray, flipped) -> np.ndarray:
+    axes = tuple(int(a) for a in np.flatnonzero(np.asarray(flipped)))
+    return np.flip(array, axes) if axes else array
+
+
 def test_samples_match_the_catalog_and_are_deterministic(phantom_catalog):
     masks = select_masks(phantom_catalog, modalities=["CT"])
     dataset = PatchDataset(phantom_catalog, masks, patch_size=128, seed=3)
