@@ -69,3 +69,12 @@ def mean_over_processes(value: float, context: ProcessContext) -> float:
     tensor = torch.tensor([value], dtype=torch.float64, device=context.device)
     dist.all_reduce(tensor)
     return float(tensor.item()) / context.world_size
+
+
+def rank0_decides(flag: bool, context: ProcessContext) -> bool:
+    """Rank 0's `flag` on every process: a decision taken from a clock must be the same everywhere."""
+    if not context.distributed:
+        return flag
+    value = torch.tensor([float(flag)], device=context.device)
+    dist.broadcast(value, src=0)
+    return bool(value.item())

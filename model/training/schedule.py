@@ -1,8 +1,9 @@
-"""The paper's cyclic step learning-rate schedule, as a LambdaLR factor.
+"""Learning-rate schedules, as LambdaLR factors.
 
-Within each cycle of ``cycle_steps`` optimiser steps the factor is 1, then divided by 10 at 60%, 80% and
-95% of the cycle; the next cycle restarts at 1. The paper trains 4 cycles of 200 epochs with drops at epochs
-120, 160 and 190; here a cycle is counted in optimiser steps.
+* ``cyclic_step`` (the paper's): within each cycle of ``cycle_steps`` optimiser steps the factor is 1, then
+  divided by 10 at 60%, 80% and 95% of the cycle; the next cycle restarts at 1. The paper trains 4 cycles of
+  200 epochs with drops at epochs 120, 160 and 190; here a cycle is counted in optimiser steps.
+* ``warmup_constant``: linear warm-up from 1/warmup_steps to 1 over ``warmup_steps`` steps, then 1.
 """
 
 from __future__ import annotations
@@ -42,6 +43,27 @@ class CyclicStepFactor:
         return self.gamma**drops
 
 
+class WarmupConstantFactor:
+    """Learning-rate factor of optimiser step ``step`` (0-based): min(1, (step + 1) / warmup_steps).
+
+    Args:
+        warmup_steps (int): steps of linear warm-up; 0 for none.
+    """
+
+    def __init__(self, warmup_steps: int) -> None:
+        if warmup_steps < 0:
+            raise ValueError(f"warmup_steps must be at least 0, got {warmup_steps}")
+        self.warmup_steps = int(warmup_steps)
+
+    def __call__(self, step: int) -> float:
+        return min(1.0, (step + 1) / self.warmup_steps) if self.warmup_steps else 1.0
+
+
 def cyclic_step_scheduler(optimizer: torch.optim.Optimizer, cycle_steps: int) -> LambdaLR:
     """LambdaLR applying :class:`CyclicStepFactor` (paper milestones) to every parameter group."""
     return LambdaLR(optimizer, CyclicStepFactor(cycle_steps))
+
+
+def warmup_constant_scheduler(optimizer: torch.optim.Optimizer, warmup_steps: int) -> LambdaLR:
+    """LambdaLR applying :class:`WarmupConstantFactor` to every parameter group."""
+    return LambdaLR(optimizer, WarmupConstantFactor(warmup_steps))

@@ -81,6 +81,7 @@ def save_training_state(
     step: int,
     config: dict[str, Any],
     keep: int,
+    elapsed_s: float = 0.0,
 ) -> Path:
     """Write the checkpoint of ``step`` atomically and delete all but the newest ``keep``.
 
@@ -90,6 +91,7 @@ def save_training_state(
         step (int): optimiser steps done.
         config (dict): the run's configuration, JSON-like values only.
         keep (int): checkpoints to keep.
+        elapsed_s (float): training seconds so far, over all resumed runs.
 
     Returns:
         Path of the new checkpoint.
@@ -103,6 +105,7 @@ def save_training_state(
         "scheduler": scheduler.state_dict(),
         "rng": capture_rng_states(),
         "config": config,
+        "elapsed_s": float(elapsed_s),
     }
     save_checkpoint(tmp, model, extra=extra)
     os.replace(tmp, path)

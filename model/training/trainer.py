@@ -26,11 +26,17 @@ from model.network.registry import build_model
 from model.targets import select_masks
 from model.training.batching import batches_per_epoch, click_seeds, epoch_batches, refine_iteration
 from model.training.click_loop import ClickLoop
-from model.training.config import RESUMABLE_CHANGES, TrainConfig
-from model.training.distributed import ProcessContext, end_process, mean_over_processes, start_process
+from model.training.config import DEFAULT_RECIPE, RECIPES, RESUMABLE_CHANGES, SETTINGS_BEFORE_RECIPES, TrainConfig
+from model.training.distributed import (
+    ProcessContext,
+    end_process,
+    mean_over_processes,
+    rank0_decides,
+    start_process,
+)
 from model.training.patch_dataset import IMAGE_DTYPES, PatchDataset, unpack_labels
 from model.training.patch_loader import PatchBatchLoader
-from model.training.schedule import cyclic_step_scheduler
+from model.training.schedule import cyclic_step_scheduler, warmup_constant_scheduler
 from model.training.state import list_checkpoints, load_training_state, restore_rng_states, save_training_state
 
 
@@ -47,6 +53,13 @@ def make_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.A
     )
 
 
+def make_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig) -> torch.optim.lr_scheduler.LambdaLR:
+    """The configuration's learning-rate schedule (model.training.schedule)."""
+    if config.schedule == "cyclic_step":
+        return cyclic_step_scheduler(optimizer, config.resolved_cycle_steps)
+    return warmup_constant_scheduler(optimizer, config.warmup_steps)
+
+
 def autocast_for(config: TrainConfig, device: torch.device) -> contextlib.AbstractContextManager:
     """bf16 autocast on CUDA for precision "auto" (and wherever "bf16" is asked), else nothing."""
     use_bf16 = config.precision == "bf16" or (config.precision == "auto" and device.type == "cuda")
@@ -57,8 +70,10 @@ def autocast_for(config: TrainConfig, device: torch.device) -> contextlib.Abstra
 
 def _check_resumable(saved: dict[str, Any], config: TrainConfig) -> None:
     current = config.model_dump(mode="json")
-    # A setting added since the checkpoint was written had its default then.
+    # A setting added since the checkpoint was written had its default then; the recipe settings, the
+    # paper recipe's values (the defaults before recipes existed).
     defaults = {name: field.default for name, field in TrainConfig.model_fields.items() if not field.is_required()}
+    defaults.update(SETTINGS_BEFORE_RECIPES)
     changed = sorted(
         k for k in current if k not in RESUMABLE_CHANGES and saved.get(k, defaults.get(k)) != current[k]
     )
@@ -95,7 +110,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
 def _train(config: TrainConfig, context: ProcessContext) -> dict[str, Any]:
     device, out = context.device, Path(config.out)
     torch.manual_seed(config.seed)
-    model = build_model(config.model)
+    model = build_model(config.model, click_map=config.click_map)
     if config.patch_size != model.image_size:
         raise ValueError(f"patch_size {config.patch_size} does not match {config.model}'s input {model.image_size}")
     masks = select_masks(
@@ -105,6 +120,7 @@ def _train(config: TrainConfig, context: ProcessContext) -> dict[str, Any]:
         modalities=config.modalities,
         datasets=config.datasets,
         splits=config.splits,
+        exclude_cases=config.exclude_cases,
         min_stored_voxels=config.min_mask_voxels,
     )
     n_batches = batches_per_epoch(len(masks), config.batch_size, context.world_size)
@@ -120,11 +136,11 @@ def _train(config: TrainConfig, context: ProcessContext) -> dict[str, Any]:
         image_dtype=IMAGE_DTYPES[config.patch_image_dtype],
         pack_labels=True,
     )
-    loop = ClickLoop(model, config.iterations_per_batch).to(device)
+    loop = ClickLoop(model, config.iterations_per_batch, config.loss_resolution).to(device)
     optimizer = make_optimizer(model, config)
-    scheduler = cyclic_step_scheduler(optimizer, config.resolved_cycle_steps)
+    scheduler = make_scheduler(optimizer, config)
 
-    step, checkpoint = 0, None
+    step, checkpoint, elapsed_before = 0, None, 0.0
     existing = list_checkpoints(out)
     if config.resume and existing:
         state = load_training_state(existing[-1])
@@ -135,6 +151,7 @@ def _train(config: TrainConfig, context: ProcessContext) -> dict[str, Any]:
         scheduler.load_state_dict(state["extra"]["scheduler"])
         restore_rng_states(state["extra"]["rng"])
         step = int(state["extra"]["step"])
+        elapsed_before = float(state["extra"].get("elapsed_s", 0.0))
     elif existing:
         raise ValueError(f"{out} already holds checkpoints; resume, or choose another output folder")
     if context.is_main:
@@ -147,6 +164,7 @@ def _train(config: TrainConfig, context: ProcessContext) -> dict[str, Any]:
     samples_per_step = config.batch_size * config.grad_accum_steps * context.world_size
     progress = tqdm(total=config.max_steps, initial=step, disable=not (config.progress and context.is_main))
     first_step, started, last_loss, step_losses = step, time.perf_counter(), float("nan"), []
+    last_checkpoint_time = started
     consumed = step * config.grad_accum_steps
     # One loader for the whole run: its workers (and their chunk caches) live across epochs, and each
     # sample carries its epoch, so the order is the same as epoch by epoch. The batches arrive in shared
@@ -181,16 +199,27 @@ def _train(config: TrainConfig, context: ProcessContext) -> dict[str, Any]:
         step += 1
         last_loss = mean_over_processes(sum(step_losses) / len(step_losses), context)
         step_losses = []
-        rate = (step - first_step) * samples_per_step / (time.perf_counter() - started)
+        now = time.perf_counter()
+        rate = (step - first_step) * samples_per_step / (now - started)
+        elapsed = elapsed_before + now - started
+        # Every process decides from rank 0's clock, so all stop (and checkpoint) at the same step.
+        out_of_time = config.max_minutes is not None and rank0_decides(elapsed >= 60 * config.max_minutes, context)
+        checkpoint_due = config.checkpoint_minutes is not None and rank0_decides(
+            now - last_checkpoint_time >= 60 * config.checkpoint_minutes, context
+        )
+        last_step = step >= config.max_steps or out_of_time
         progress.update(1)
         progress.set_postfix(loss=f"{last_loss:.4f}", samples_per_s=f"{rate:.2f}")
-        if context.is_main and (step % config.log_every == 0 or step == config.max_steps):
-            _log_metrics(out, step, epoch, last_loss, scheduler.get_last_lr(), rate)
-        if context.is_main and (step % config.checkpoint_every == 0 or step == config.max_steps):
-            checkpoint = save_training_state(
-                out, model, optimizer, scheduler, step, config.model_dump(mode="json"), config.keep_checkpoints
-            )
-        if step >= config.max_steps:
+        if context.is_main and (step % config.log_every == 0 or last_step):
+            _log_metrics(out, step, epoch, last_loss, scheduler.get_last_lr(), rate, elapsed)
+        if step % config.checkpoint_every == 0 or last_step or checkpoint_due:
+            last_checkpoint_time = now
+            if context.is_main:
+                checkpoint = save_training_state(
+                    out, model, optimizer, scheduler, step, config.model_dump(mode="json"), config.keep_checkpoints,
+                    elapsed_s=elapsed,
+                )
+        if last_step:
             break
     progress.close()
     elapsed = time.perf_counter() - started
@@ -203,8 +232,13 @@ def _train(config: TrainConfig, context: ProcessContext) -> dict[str, Any]:
     }
 
 
-def _log_metrics(out: Path, step: int, epoch: int, loss: float, lrs: list[float], rate: float) -> None:
-    line = {"step": step, "epoch": epoch, "loss": loss, "lr_encoder": lrs[0], "lr_other": lrs[1], "samples_per_s": rate}
+def _log_metrics(
+    out: Path, step: int, epoch: int, loss: float, lrs: list[float], rate: float, elapsed: float
+) -> None:
+    line = {
+        "step": step, "epoch": epoch, "loss": loss, "lr_encoder": lrs[0], "lr_other": lrs[1], "samples_per_s": rate,
+        "elapsed_s": round(elapsed, 2),
+    }
     with (out / "metrics.jsonl").open("a", encoding="utf-8") as handle:
         handle.write(json.dumps(line) + "\n")
 
@@ -217,6 +251,11 @@ def add_arguments(subparsers: argparse._SubParsersAction) -> argparse.ArgumentPa
     parser.add_argument("--config", help="YAML file of TrainConfig fields")
     parser.add_argument("--max-steps", type=int, help="optimiser steps to train to")
     parser.add_argument("--model", help="vit_tiny (default) or vit_b_ori")
+    parser.add_argument(
+        "--recipe", choices=sorted(RECIPES),
+        help=f"named training recipe (default {DEFAULT_RECIPE}; 'paper' is SAM-Med3D's, see docs/training.md)",
+    )
+    parser.add_argument("--max-minutes", type=float, help="also stop after this many minutes of training")
     parser.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
     return parser
 
@@ -230,6 +269,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
             ("out", args.out),
             ("max_steps", args.max_steps),
             ("model", args.model),
+            ("recipe", args.recipe),
+            ("max_minutes", args.max_minutes),
             ("resume", True if args.resume else None),
         )
         if value is not None

@@ -49,8 +49,49 @@ def test_config_refuses_unknown_fields_and_models(tmp_path):
     path = tmp_path / "train.yaml"
     path.write_text("catalog: c\nout: o\nbatch_size: 4\nmodel: vit_b_ori\n")
     config = TrainConfig.from_file(path, model="vit_tiny")
-    assert (config.batch_size, config.model, config.lr, config.weight_decay) == (4, "vit_tiny", 8e-4, 0.1)
+    assert (config.batch_size, config.model, config.lr, config.weight_decay) == (4, "vit_tiny", 5e-4, 0.1)
     assert config.resolved_cycle_steps == 250
+
+
+def test_recipes_set_defaults_and_explicit_settings_win(tmp_path):
+    default = TrainConfig(catalog="c", out="o")
+    assert default.recipe == "promptable" and default.click_map and default.loss_resolution == "lowres"
+    assert (default.other_lr_scale, default.schedule) == (1.0, "warmup_constant")
+    paper = TrainConfig(catalog="c", out="o", recipe="paper")
+    assert (paper.click_map, paper.iterations_per_batch, paper.lr, paper.other_lr_scale) == (False, 11, 8e-4, 0.1)
+    assert (paper.schedule, paper.loss_resolution) == ("cyclic_step", "patch")
+    assert TrainConfig(catalog="c", out="o", recipe="paper", iterations_per_batch=3).iterations_per_batch == 3
+    path = tmp_path / "train.yaml"
+    path.write_text("catalog: c\nout: o\nrecipe: paper\nlr: null\nclick_map: true\n")
+    from_file = TrainConfig.from_file(path)
+    assert (from_file.lr, from_file.click_map) == (8e-4, True)
+    with pytest.raises(ValueError, match="unknown recipe 'fast'"):
+        TrainConfig(catalog="c", out="o", recipe="fast")
+
+
+def test_a_run_saved_before_recipes_existed_resumes_as_the_paper_recipe():
+    from model.training.config import RECIPES
+    from model.training.trainer import _check_resumable
+
+    paper = TrainConfig(catalog="c", out="o", recipe="paper")
+    saved = {k: v for k, v in paper.model_dump(mode="json").items() if k not in RECIPES["paper"] and k != "recipe"}
+    _check_resumable(saved, paper)
+    with pytest.raises(ValueError, match="recipe"):
+        _check_resumable(saved, TrainConfig(catalog="c", out="o"))
+
+
+def test_a_time_budget_stops_training_and_checkpoints_by_the_clock(phantom_catalog, tmp_path):
+    out = tmp_path / "timed"
+    result = train(_config(phantom_catalog, out, max_steps=50, max_minutes=1e-4, checkpoint_every=1000))
+    assert result["step"] == 1
+    logged = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert logged[-1]["step"] == 1 and logged[-1]["elapsed_s"] > 0
+    every = tmp_path / "every"
+    train(_config(phantom_catalog, every, max_steps=3, checkpoint_every=1000, checkpoint_minutes=1e-6,
+                  keep_checkpoints=10))
+    assert [p.name for p in list_checkpoints(every)] == [f"step_000000{i}.pt" for i in (1, 2, 3)]
+    elapsed = [load_training_state(p)["extra"]["elapsed_s"] for p in list_checkpoints(every)]
+    assert elapsed == sorted(elapsed) and elapsed[0] > 0
 
 
 def test_command_line_errors_are_one_sentence(tmp_path):
@@ -175,6 +216,7 @@ def test_vit_tiny_overfits_two_phantom_masks(one_ct_catalog, tmp_path):
             jitter=False,
             flips=False,
             max_steps=140,
+            recipe="paper",
             lr=2e-4,
             other_lr_scale=5.0,
             weight_decay=0.0,

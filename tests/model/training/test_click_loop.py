@@ -1,0 +1,48 @@
+"""The click loop's loss at patch and at low resolution."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+from monai.losses import DiceCELoss
+from torch import nn
+
+from model.network.sam3d import upsample_logits
+from model.training.click_loop import ClickLoop
+
+
+class _FixedLogits(nn.Module):
+    """Stands in for Sam3D: whatever the prompts, the same low-resolution logits."""
+
+    def __init__(self, lowres: torch.Tensor) -> None:
+        super().__init__()
+        self.lowres = nn.Parameter(lowres)
+
+    def encode(self, image):
+        return image
+
+    def decode(self, embeddings, points=None, labels=None, mask_prompt=None):
+        return self.lowres, None
+
+    def upsample(self, logits):
+        return upsample_logits(logits, 32)
+
+
+@pytest.mark.parametrize("resolution", ["patch", "lowres"])
+def test_the_loss_is_dice_ce_summed_over_the_iterations_at_the_chosen_resolution(resolution):
+    generator = torch.Generator().manual_seed(0)
+    lowres = torch.randn(2, 1, 8, 8, 8, generator=generator)
+    target = torch.zeros(2, 1, 32, 32, 32)
+    target[:, :, 8:20, 10:24, 4:16] = 1
+    loop = ClickLoop(_FixedLogits(lowres), iterations=3, loss_resolution=resolution)
+    loss = loop(torch.zeros(2, 1, 32, 32, 32), target, torch.tensor([1, 2]), refine_iteration=1)
+    dice_ce = DiceCELoss(sigmoid=True)
+    if resolution == "patch":
+        expected = dice_ce(upsample_logits(lowres, 32), target)
+    else:
+        expected = dice_ce(lowres, F.interpolate(target, size=(8, 8, 8), mode="area"))
+    torch.testing.assert_close(loss, 3 * expected)
+
+
+def test_an_unknown_loss_resolution_is_refused():
+    with pytest.raises(ValueError, match="loss_resolution"):
+        ClickLoop(_FixedLogits(torch.zeros(1, 1, 8, 8, 8)), iterations=3, loss_resolution="full")
