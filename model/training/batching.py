@@ -55,3 +55,12 @@ def click_seeds(seed: int, epoch: int, indices: list[int]) -> torch.Tensor:
 def refine_iteration(seed: int, micro_batch: int, iterations: int) -> int:
     """The random mask-prompt-only iteration of global micro-batch ``micro_batch``, in [1, iterations - 2]."""
     return int(np.random.default_rng([seed, micro_batch, 2]).integers(1, iterations - 1))
+
+
+def new_click_only_iterations(seed: int, micro_batch: int, iterations: int, fraction: float) -> tuple[int, ...]:
+    """The iterations of global micro-batch ``micro_batch`` whose decode gets only the newest click: each of
+    iterations 1 .. iterations-1 with probability ``fraction`` (the first decode has one click anyway)."""
+    if fraction <= 0:
+        return ()
+    draws = np.random.default_rng([seed, micro_batch, 3]).random(iterations)
+    return tuple(i for i in range(1, iterations) if draws[i] < fraction)

@@ -7,6 +7,8 @@ simulated clicks and decodes - is ``ClickLoop.forward``, and DDP wraps ClickLoop
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 import torch.nn.functional as F
 from monai.losses import DiceCELoss
@@ -25,7 +27,9 @@ class ClickLoop(nn.Module):
 
     * each iteration adds one click per sample, drawn by :func:`model.clicks.training_clicks` from the
       error region of the previous prediction (the first from the empty prediction: a target voxel);
-    * clicks accumulate: every decode with points sees all clicks of the sample so far;
+    * clicks accumulate: every decode with points sees all clicks of the sample so far, except in the
+      iterations listed in ``new_click_only``, which see only the newest click (as the paper's evaluation
+      protocol feeds them: the earlier clicks live on in the mask prompt only);
     * the mask prompt is the previous iteration's low-resolution logits, detached; the first iteration has
       none, i.e. the prompt encoder's learned no-mask embedding, as at inference for a first click;
     * iteration ``refine_iteration`` (not the first) and the last one draw no click and decode from the
@@ -54,7 +58,12 @@ class ClickLoop(nn.Module):
         self.loss = DiceCELoss(sigmoid=True)
 
     def forward(
-        self, image: torch.Tensor, target: torch.Tensor, seeds: torch.Tensor, refine_iteration: int
+        self,
+        image: torch.Tensor,
+        target: torch.Tensor,
+        seeds: torch.Tensor,
+        refine_iteration: int,
+        new_click_only: Sequence[int] = (),
     ) -> torch.Tensor:
         """Summed loss over the click iterations.
 
@@ -65,9 +74,12 @@ class ClickLoop(nn.Module):
                 its batch or process.
             refine_iteration (int): in [1, iterations - 2], the extra iteration without a new click; the
                 same on every process.
+            new_click_only (Sequence[int]): iterations whose decode gets only the newest click; the same on
+                every process.
 
         Returns:
-            Tensor: scalar loss (float32).
+            Tensor: scalar loss (float32). The loss of each iteration stays in ``iteration_losses``
+            (detached), for diagnostics.
         """
         if not 1 <= refine_iteration <= self.iterations - 2:
             raise ValueError(f"refine_iteration must be in [1, {self.iterations - 2}], got {refine_iteration}")
@@ -78,26 +90,30 @@ class ClickLoop(nn.Module):
         prediction = torch.zeros_like(truth)
         points = labels = mask_prompt = None
         total = image.new_zeros((), dtype=torch.float32)
+        self.iteration_losses: list[torch.Tensor] = []
         for iteration in range(self.iterations):
             refine_only = iteration in (refine_iteration, self.iterations - 1)
             if not refine_only:
                 new_points, new_labels = training_clicks(prediction, truth, generators)
                 points = new_points if points is None else torch.cat([points, new_points], dim=1)
                 labels = new_labels if labels is None else torch.cat([labels, new_labels], dim=1)
+            fed = slice(-1, None) if iteration in new_click_only else slice(None)
             lowres, _ = self.model.decode(
                 embeddings,
-                points=None if refine_only else points,
-                labels=None if refine_only else labels,
+                points=None if refine_only else points[:, fed],
+                labels=None if refine_only else labels[:, fed],
                 mask_prompt=mask_prompt,
             )
             if self.loss_resolution == "patch":
                 logits = self.model.upsample(lowres).float()
-                total = total + self.loss(logits, target.float())
+                loss = self.loss(logits, target.float())
             else:
                 if lowres_target is None:
                     lowres_target = F.interpolate(target.float(), size=lowres.shape[2:], mode="area")
-                total = total + self.loss(lowres.float(), lowres_target)
+                loss = self.loss(lowres.float(), lowres_target)
                 logits = self.model.upsample(lowres.detach())
+            total = total + loss
+            self.iteration_losses.append(loss.detach())
             mask_prompt = lowres.detach()
             prediction = logits.detach() > 0
         return total

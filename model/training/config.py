@@ -31,6 +31,7 @@ RECIPES: dict[str, dict[str, Any]] = {
         "schedule": "cyclic_step",
         "warmup_steps": 0,
         "loss_resolution": "patch",
+        "new_click_only_fraction": 0.0,
     },
     "promptable": {
         "click_map": True,
@@ -40,6 +41,7 @@ RECIPES: dict[str, dict[str, Any]] = {
         "schedule": "warmup_constant",
         "warmup_steps": 50,
         "loss_resolution": "lowres",
+        "new_click_only_fraction": 0.5,
     },
 }
 DEFAULT_RECIPE = "promptable"
@@ -100,6 +102,11 @@ class TrainConfig(BaseModel):
     warmup_steps: int = Field(RECIPES[DEFAULT_RECIPE]["warmup_steps"], ge=0, description="linear lr warm-up")
     # Paper: 4 cycles of 200 epochs. None = max_steps / 4, i.e. 4 cycles over the run.
     cycle_steps: int | None = Field(None, ge=1)
+    new_click_only_fraction: float = Field(
+        RECIPES[DEFAULT_RECIPE]["new_click_only_fraction"], ge=0, le=1,
+        description="share of the decodes after the first that get only the newest click (and the mask prompt) "
+        "instead of all clicks so far, as the paper's evaluation feeds them",
+    )
     loss_resolution: Literal["patch", "lowres"] = Field(
         RECIPES[DEFAULT_RECIPE]["loss_resolution"],
         description="patch: logits upsampled to the patch vs the target (paper); lowres: the 32³ logits vs the "

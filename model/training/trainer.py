@@ -24,7 +24,13 @@ from tqdm import tqdm
 
 from model.network.registry import build_model
 from model.targets import select_masks
-from model.training.batching import batches_per_epoch, click_seeds, epoch_batches, refine_iteration
+from model.training.batching import (
+    batches_per_epoch,
+    click_seeds,
+    epoch_batches,
+    new_click_only_iterations,
+    refine_iteration,
+)
 from model.training.click_loop import ClickLoop
 from model.training.config import DEFAULT_RECIPE, RECIPES, RESUMABLE_CHANGES, SETTINGS_BEFORE_RECIPES, TrainConfig
 from model.training.distributed import (
@@ -187,6 +193,9 @@ def _train(config: TrainConfig, context: ProcessContext) -> dict[str, Any]:
                     unpack_labels(batch["label"].to(device, non_blocking=True)).float(),
                     click_seeds(config.seed, epoch, indices),
                     refine_iteration(config.seed, consumed, config.iterations_per_batch),
+                    new_click_only_iterations(
+                        config.seed, consumed, config.iterations_per_batch, config.new_click_only_fraction
+                    ),
                 )
             (loss / config.grad_accum_steps).backward()
         step_losses.append(float(loss.detach()))

@@ -46,3 +46,36 @@ def test_the_loss_is_dice_ce_summed_over_the_iterations_at_the_chosen_resolution
 def test_an_unknown_loss_resolution_is_refused():
     with pytest.raises(ValueError, match="loss_resolution"):
         ClickLoop(_FixedLogits(torch.zeros(1, 1, 8, 8, 8)), iterations=3, loss_resolution="full")
+
+
+class _RecordingPrompts(_FixedLogits):
+    """Records how many clicks each decode gets (None: a refine-only decode)."""
+
+    def __init__(self, lowres):
+        super().__init__(lowres)
+        self.fed = []
+
+    def decode(self, embeddings, points=None, labels=None, mask_prompt=None):
+        self.fed.append(None if points is None else points.shape[1])
+        return super().decode(embeddings, points, labels, mask_prompt)
+
+
+def test_new_click_only_iterations_get_the_newest_click_and_the_others_all_clicks():
+    model = _RecordingPrompts(torch.zeros(1, 1, 8, 8, 8))
+    loop = ClickLoop(model, iterations=6, loss_resolution="lowres")
+    target = torch.zeros(1, 1, 32, 32, 32)
+    target[..., 4:12, 4:12, 4:12] = 1
+    loop(torch.zeros(1, 1, 32, 32, 32), target, torch.tensor([3]), refine_iteration=2, new_click_only=(1, 4))
+    # Clicks so far: 1, 2, -, 3, 4, - ; iterations 1 and 4 see only the newest.
+    assert model.fed == [1, 1, None, 3, 1, None]
+    assert len(loop.iteration_losses) == 6
+
+
+def test_new_click_only_draws_are_reproducible_and_follow_the_fraction():
+    from model.training.batching import new_click_only_iterations
+
+    assert new_click_only_iterations(0, 5, 11, 0.0) == ()
+    assert new_click_only_iterations(0, 5, 11, 1.0) == tuple(range(1, 11))
+    assert new_click_only_iterations(0, 5, 11, 0.5) == new_click_only_iterations(0, 5, 11, 0.5)
+    counts = [len(new_click_only_iterations(0, b, 11, 0.5)) for b in range(400)]
+    assert 4.5 < sum(counts) / len(counts) < 5.5
