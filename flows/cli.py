@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from pathlib import Path
 
@@ -77,6 +78,9 @@ def _parser(argv: list[str]) -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    # Without a Prefect server, a run starts a temporary one and waits 20 s for it by default: on a busy
+    # 2-core machine that start has been seen to take longer. Prefect reads its settings at import.
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     args = _parser(argv).parse_args(argv)
     from catalog.lock import CatalogLockedError
     from catalog.reader import CatalogNotFoundError

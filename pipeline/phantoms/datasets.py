@@ -36,7 +36,8 @@ def _scaled_grid(size, spacing, size_scale: float):
     return scaled, tuple(s * n / m for s, n, m in zip(spacing, size, scaled))
 
 
-def _prepare_dataset_dir(root: Path, name: str) -> Path:
+def prepare_dataset_dir(root: Path, name: str) -> Path:
+    """An empty `root/name` with imagesTr/ and labelsTr/; replaces only a SYNTHETIC dataset written here."""
     folder = root / name
     if folder.exists():
         # Only ever delete a folder this module wrote; anything else is someone's data.
@@ -53,7 +54,8 @@ def _write_json(path: Path, payload: dict) -> None:
     path.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
 
 
-def _write_dataset_meta(folder, name, channels, labels, n_cases, description, truth_cases):
+def write_dataset_json(folder: Path, name: str, channels: dict, labels: dict, n_cases: int, description: str) -> None:
+    """dataset.json of a SYNTHETIC phantom dataset (nnU-Net v2 fields plus ``"synthetic": true``)."""
     _write_json(
         folder / "dataset.json",
         {
@@ -66,6 +68,10 @@ def _write_dataset_meta(folder, name, channels, labels, n_cases, description, tr
             "file_ending": FILE_ENDING,
         },
     )
+
+
+def _write_dataset_meta(folder, name, channels, labels, n_cases, description, truth_cases):
+    write_dataset_json(folder, name, channels, labels, n_cases, description)
     _write_json(
         folder / _TRUTH_FILE,
         {
@@ -95,7 +101,7 @@ def write_phantom_datasets(
     ct_size, ct_spacing = _scaled_grid(CT_SIZE, CT_SPACING, size_scale)
     mr_size, mr_spacing = _scaled_grid(MR_SIZE, MR_SPACING, size_scale)
 
-    ct_dir = _prepare_dataset_dir(root, CT_DATASET)
+    ct_dir = prepare_dataset_dir(root, CT_DATASET)
     ct_truth = {}
     for i in range(n_ct):
         rng = np.random.default_rng([seed, 901, i, 0])
@@ -124,7 +130,7 @@ def write_phantom_datasets(
         ct_truth,
     )
 
-    mr_dir = _prepare_dataset_dir(root, MR_DATASET)
+    mr_dir = prepare_dataset_dir(root, MR_DATASET)
     mr_truth = {}
     for i in range(n_mr):
         rng = np.random.default_rng([seed, 902, i, 0])
