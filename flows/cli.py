@@ -69,8 +69,9 @@ def _parser(argv: list[str]) -> argparse.ArgumentParser:
 
     demo = commands.add_parser("demo", help="phantoms -> curate -> train -> evaluate, on embedded synthetic data")
     demo.add_argument("--out", default="demo-output", help="working folder (default ./demo-output)")
-    demo.add_argument("--train-steps", type=int, default=200, help="vit_tiny training steps (default 200)")
-    demo.add_argument("--eval-masks", type=int, default=6, help="masks to evaluate (default 6)")
+    demo.add_argument("--train-steps", type=int, default=400, help="vit_tiny training steps (default 400)")
+    demo.add_argument("--train-minutes", type=float, default=4.0, help="or this many minutes (default 4)")
+    demo.add_argument("--eval-masks", type=int, default=8, help="masks to evaluate (default 8)")
 
     _add_module_commands(commands, _MODULE_COMMANDS, selected)
     return parser
@@ -113,7 +114,9 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "demo":
         from flows.demo import run_demo
 
-        return run_demo(Path(args.out), train_steps=args.train_steps, eval_masks=args.eval_masks)
+        return run_demo(
+            Path(args.out), train_steps=args.train_steps, train_minutes=args.train_minutes, eval_masks=args.eval_masks
+        )
     return importlib.import_module(_MODULE_COMMANDS[args.command][0]).run(args)
 
 

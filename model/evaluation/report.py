@@ -171,6 +171,35 @@ def sensitivity_section(sensitivity: pd.DataFrame, settings: EvaluationSettings)
     return lines
 
 
+CROP_PLACEMENT_TEXT = {
+    "centred": "- The patch is 128³ at 1.5 mm centred on the target's bounding box, as the paper cropped: the methods "
+    "are told where the target is, no more.",
+    "random": "- The patch is 128³ at 1.5 mm holding the target's bounding box at a seeded random place (as training "
+    "places it): only the click tells the methods where the target is.",
+}
+
+# Mean Dice must gain at least this much from the first to the last click to count as rising.
+RISE_MIN = 0.01
+
+
+def clicks_verdict(summary: pd.DataFrame, settings: EvaluationSettings) -> list[str]:
+    """One line per method: does its mean Dice rise from the first to the last click (paper protocol, original
+    geometry where scored, else inside the crop)?"""
+    last = settings.report_clicks()[-1]
+    lines = []
+    for method in METHODS:
+        rows = summary[summary.method == method]
+        space = ORIGINAL if rows[rows.space == ORIGINAL].paper_dice_at_1.notna().any() else CROP
+        rows = rows[rows.space == space]
+        first, final = rows.paper_dice_at_1.mean(), rows[f"paper_dice_at_{last}"].mean()
+        rises = final - first >= RISE_MIN
+        lines.append(
+            f"- The {method}'s Dice {'rises' if rises else 'does NOT rise'} with clicks: {first:.3f} after 1 click, "
+            f"{final:.3f} after {last} (paper protocol, {SPACE_TITLES[space]})."
+        )
+    return [*lines, ""]
+
+
 def write_report(
     out: Path,
     *,
@@ -227,8 +256,7 @@ def write_report(
         f"all clicks so far and its previous logits. {settings.challenge_clicks} clicks; DSC AUC and NSD AUC "
         f"({settings.nsd_tolerance_mm:g} mm) are the trapezoidal areas under the score-vs-click curve divided by "
         f"(clicks - 1), so 1 is perfect from the first click; final DSC/NSD after the last click.",
-        "- The patch is 128³ at 1.5 mm centred on the target's bounding box, as the paper cropped: the methods "
-        "are told where the target is, no more.",
+        CROP_PLACEMENT_TEXT[settings.crop_placement],
         "- **original image geometry**: predictions pasted back into the original image grid and compared with "
         "the original label file (label == source label); for masks the curation split into left/right, the "
         "stored catalog mask pasted back into the original grid is the reference. Target parts outside the "
@@ -247,6 +275,7 @@ def write_report(
     lines += [
         "## Dice vs clicks",
         "",
+        *clicks_verdict(summary, settings),
         "Solid: original geometry; dotted: inside the crop.",
         "",
         "![paper protocol](plots/dice_vs_clicks_paper.png)",

@@ -136,6 +136,18 @@ def test_evaluate_measures_and_reports_prompt_sensitivity(evaluation):
     assert "The network follows its clicks" in text or "The network does NOT follow its clicks" in text
 
 
+def test_the_report_says_whether_dice_rises_with_clicks(evaluation):
+    out, report = evaluation
+    summary = pd.read_parquet(out / "per_mask.parquet")
+    baseline = summary[(summary.method == BASELINE) & (summary.space == "original")]
+    first, last = baseline.paper_dice_at_1.mean(), baseline[f"paper_dice_at_{SETTINGS.paper_clicks}"].mean()
+    verdict = "rises" if last - first >= 0.01 else "does NOT rise"
+    line = (f"The baseline's Dice {verdict} with clicks: {first:.3f} after 1 click, "
+            f"{last:.3f} after {SETTINGS.paper_clicks}")
+    assert line in report.read_text()
+    assert "The network's Dice" in report.read_text()
+
+
 def test_random_crop_placement_moves_the_target_off_centre(phantom_catalog):  # noqa: F811
     catalog = Catalog(phantom_catalog)
     masks = catalog.masks().merge(catalog.images()[["image_id", "label_path"]], on="image_id")
