@@ -20,10 +20,12 @@ def test_objects_are_identical_separate_spheres_packed_for_one_patch():
     sizes = [int((label == k).sum()) for k in range(1, 5)]
     assert max(sizes) - min(sizes) <= 0.02 * max(sizes)  # one radius: the same shape up to voxelisation
     means = [float(image[label == k].mean()) for k in range(1, 5)]
-    assert max(means) - min(means) < 5  # one density (25 HU noise averaged over ~3000 voxels)
+    assert max(means) - min(means) < 5  # one density (25 HU noise averaged over > 10,000 voxels)
     centres = np.array([np.argwhere(label == k).mean(axis=0) for k in range(1, 5)])
     spread = centres.max(axis=0) - centres.min(axis=0)
-    assert spread.max() < 128 - 2 * 11  # all four fit in one 128³ patch
+    radius = (3 * sizes[0] / (4 * np.pi)) ** (1 / 3)
+    assert 14 <= radius <= 18.5
+    assert spread.max() + 2 * radius < 128  # all four fit in one 128³ patch
     assert every_object_dice(label, 1) == pytest.approx(2 * sizes[0] / (sizes[0] + sum(sizes)))
     again, _ = make_identical_objects_case([0, 1], n_objects=4)
     assert np.array_equal(image, again)
