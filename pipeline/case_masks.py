@@ -15,6 +15,7 @@ from pipeline.geometry import Geometry
 from pipeline.laterality.evidence import BilateralEvidence, bilateral_evidence
 from pipeline.laterality.names import laterality_names_for
 from pipeline.laterality.plane import MidSagittalPlane, estimate_plane
+from pipeline.laterality.surface import estimate_cut_surface
 from pipeline.records import CaseRecord
 from pipeline.steps.step2_mask_cleaning import MaskStatistics, mask_statistics, rejection_reason
 from pipeline.steps.step3_label_quality import largest_component_ids
@@ -105,13 +106,15 @@ def clean_and_split(case, label_array, label_image, table, reference, modality, 
     flags = []
     plane: MidSagittalPlane | None = None
     masks: list[CaseMask] = []
+    to_split: list[tuple[CaseMask, str]] = []  # (the unsided mask, how its split was decided)
     for value, name in sorted(names.items()):
         parsed = parsed_names[value]
-        group = vocabulary.group_of(parsed.base)
-        stats = statistics.get(value)
-        if stats is None:
-            masks.append(CaseMask(value, name, parsed.base, parsed.side, "dataset" if parsed.side else None, group,
-                               status="rejected", reason=f"label value {value} absent from the label map"))
+        sided = "dataset" if parsed.side else None
+        mask = CaseMask(value, name, parsed.base, parsed.side, sided, vocabulary.group_of(parsed.base))
+        masks.append(mask)
+        mask.stats = statistics.get(value)
+        if mask.stats is None:
+            mask.reject(f"label value {value} absent from the label map")
             continue
         kind = laterality.kind_of(parsed.base) if parsed.side is None else None
         if parsed.side is None and (kind == "paired" or (kind is None and config.split_unknown_by_data)):
@@ -119,28 +122,28 @@ def clean_and_split(case, label_array, label_image, table, reference, modality, 
                 plane = estimate_plane(label_array, geometry, _base_classes(parsed_names, table), reference, modality)
                 if plane.source == "field of view":
                     flags.append(MIDLINE_FROM_FIELD_OF_VIEW)
-            evidence = bilateral_evidence(
-                table, stats.component_ids[: config.keep_largest_components], geometry, plane.x_mm
+            mask.evidence = bilateral_evidence(
+                table, mask.stats.component_ids[: config.keep_largest_components], geometry, plane.x_mm
             )
-            source = split_source(kind, evidence, thresholds)
-            if source is None:
-                masks.append(CaseMask(value, name, parsed.base, None, None, group, stats=stats, evidence=evidence))
-                continue
-            # Split masks are judged per side: over the bounding box of a merged pair (two ribs, say)
-            # the background fraction says nothing about either side's quality.
-            pieces = split_components_by_side(
-                table, stats.component_ids, geometry, plane.x_mm, config.straddle_fraction
-            )
-            for side in ("left", "right"):
-                side_pieces = [p for p in pieces if p.side == side]
-                if side_pieces:
-                    masks.append(CaseMask(value, name, parsed.base, side, source, group, evidence=evidence,
-                                          pieces=side_pieces))
-            continue
-        masks.append(
-            CaseMask(value, name, parsed.base, parsed.side, "dataset" if parsed.side else None, group, stats=stats)
-        )
-    midline = plane.x_mm if plane is not None else None
+            source = split_source(kind, mask.evidence, thresholds)
+            if source is not None:
+                to_split.append((mask, source))
+    cut = None
+    if to_split:
+        crossing = [c for mask, _ in to_split for c in _crossing_components(table, mask.stats, geometry, plane.x_mm)]
+        cut = estimate_cut_surface(table, crossing, geometry, plane.x_mm, label_array.shape)
+    for whole, source in to_split:
+        # Split masks are judged per side: over the bounding box of a merged pair (two ribs, say)
+        # the background fraction says nothing about either side's quality.
+        pieces = split_components_by_side(table, whole.stats.component_ids, cut, config.straddle_fraction)
+        halves = []
+        for side in ("left", "right"):
+            side_pieces = [p for p in pieces if p.side == side]
+            if side_pieces:
+                halves.append(CaseMask(whole.source_label, whole.source_name, whole.base, side, source, whole.group,
+                                       evidence=whole.evidence, pieces=side_pieces))
+        at = masks.index(whole)
+        masks[at : at + 1] = halves
 
     lut = np.zeros(table.count + 1, dtype=np.uint16)
     cut_pieces: list[tuple[SidePiece, int]] = []
@@ -175,7 +178,7 @@ def clean_and_split(case, label_array, label_image, table, reference, modality, 
     for piece, value in cut_pieces:
         z0, z1, y0, y1, x0, x1 = (int(v) for v in table.bbox[piece.component])
         box = (slice(z0, z1 + 1), slice(y0, y1 + 1), slice(x0, x1 + 1))
-        on_left = geometry.world_x_of_box(z0, z1 + 1, y0, y1 + 1, x0, x1 + 1) > midline
+        on_left = cut.on_left(z0, z1 + 1, y0, y1 + 1, x0, x1 + 1)
         on_side = on_left if piece.side == "left" else ~on_left
         final_map[box][(table.components[box] == piece.component) & on_side] = value
 
@@ -203,6 +206,18 @@ def clean_and_split(case, label_array, label_image, table, reference, modality, 
         if split:
             flags.append(SPLIT_SIDES_FOLLOW_NAMES)
     return masks, final_map, flags, side_check, plane
+
+
+def _crossing_components(table, stats: MaskStatistics, geometry: Geometry, plane_x_mm: float) -> list[int]:
+    """Components of a mask whose bounding box spans the plane x = plane_x_mm (world mm)."""
+    crossing = []
+    for cid in stats.component_ids:
+        z0, z1, y0, y1, x0, x1 = (int(v) for v in table.bbox[cid])
+        corners = np.array([(z, y, x) for z in (z0, z1) for y in (y0, y1) for x in (x0, x1)], dtype=float)
+        world_x = geometry.index_zyx_to_world(corners)[:, 0]
+        if world_x.min() < plane_x_mm < world_x.max():
+            crossing.append(int(cid))
+    return crossing
 
 
 def _base_classes(parsed_names: dict, table) -> np.ndarray:

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pipeline.geometry import Geometry
 from pipeline.laterality.evidence import BilateralEvidence
 from pipeline.laterality.names import NameLaterality
+from pipeline.laterality.surface import CutSurface
 from pipeline.steps.step2_mask_cleaning import ComponentTable
 from pipeline.vocabulary import Side, parse_label_name
 
@@ -63,22 +63,19 @@ class SidePiece:
 
 
 def split_components_by_side(
-    table: ComponentTable,
-    component_ids: np.ndarray,
-    geometry: Geometry,
-    midline_x: float,
-    straddle_fraction: float,
+    table: ComponentTable, component_ids: np.ndarray, cut: CutSurface, straddle_fraction: float
 ) -> list[SidePiece]:
-    """Assign each component to the patient's left or right of the midline plane x = midline_x.
+    """Assign each component to the patient's left or right of the `cut` (the mid-sagittal plane, bent
+    along the gaps between touching halves: `pipeline.laterality.surface`).
 
     A component whose smaller side holds at least `straddle_fraction` of its voxels (e.g. a merged pair
-    that touches across the midline) is cut at the plane; any other goes whole to its majority side.
+    that touches across the midline) is cut there; any other goes whole to its majority side.
     """
     pieces = []
     for cid in component_ids:
         z0, z1, y0, y1, x0, x1 = (int(v) for v in table.bbox[cid])
         inside = table.components[z0 : z1 + 1, y0 : y1 + 1, x0 : x1 + 1] == cid
-        on_left = geometry.world_x_of_box(z0, z1 + 1, y0, y1 + 1, x0, x1 + 1) > midline_x
+        on_left = cut.on_left(z0, z1 + 1, y0, y1 + 1, x0, x1 + 1)
         left_count = int(np.count_nonzero(inside & on_left))
         total = int(table.voxels[cid])
         if min(left_count, total - left_count) >= straddle_fraction * total and 0 < left_count < total:

@@ -11,6 +11,7 @@ from pipeline.phantoms import CT_LABELS, LPS_DIRECTION, RAS_ON_DISK_DIRECTION, w
 from pipeline.records import CaseRecord, ChannelSource
 from pipeline.steps.step2_mask_cleaning import find_components
 from pipeline.laterality.plane import estimate_plane
+from pipeline.laterality.surface import CutSurface
 from pipeline.steps.step4_symmetry_split import check_sides, split_components_by_side
 
 OBLIQUE = sitk.VersorRigid3DTransform((0.2, 0.1, 0.3), 0.5).GetMatrix()
@@ -64,7 +65,7 @@ def test_a_piece_straddling_the_midline_is_cut_there():
     label[1:3, 1:3, 19] = 1  # a small piece wholly on the left
     geometry = Geometry((1.0, 1.0, 1.0), (0.0, 0.0, 0.0), LPS_DIRECTION)
     table = find_components(label, 26)
-    pieces = split_components_by_side(table, np.arange(1, table.count + 1), geometry, 9.5, 0.1)
+    pieces = split_components_by_side(table, np.arange(1, table.count + 1), CutSurface(geometry, 9.5), 0.1)
     by_side = {(p.component, p.side): p.voxels for p in pieces}
     bar = int(table.components[1, 1, 2])
     assert by_side[(bar, "right")] == 4 * 8 and by_side[(bar, "left")] == 4 * 8
