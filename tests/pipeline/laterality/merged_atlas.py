@@ -11,10 +11,13 @@ import SimpleITK as sitk
 from pipeline.vocabulary import parse_label_name
 
 
-def merge_sides(source: Path, target: Path, keep_named: tuple[str, ...] = (), hide_names: bool = False) -> dict:
+def merge_sides(
+    source: Path, target: Path, keep_named: tuple[str, ...] = (), hide_names: bool = False, merge: bool = True
+) -> dict:
     """Write `target` (nnU-Net v2 layout) from the dataset folder `source`, each left/right pair of labels
     merged into the left one's value under its name without the side. Bases in `keep_named` stay sided.
-    With `hide_names`, every label is renamed "structure <value>" (only the data can tell).
+    With `hide_names`, every label is renamed "structure <value>" (only the data can tell); with
+    `merge=False` no pair is merged (only the names are hidden).
 
     Images are linked, not copied. Returns {base name: merged label value} of the merged pairs.
     """
@@ -24,7 +27,7 @@ def merge_sides(source: Path, target: Path, keep_named: tuple[str, ...] = (), hi
         parsed = parse_label_name(name)
         if parsed.side and parsed.base not in keep_named:
             by_base.setdefault(parsed.base, {})[parsed.side] = (name, int(value))
-    pairs = {base: sides for base, sides in by_base.items() if set(sides) == {"left", "right"}}
+    pairs = {base: sides for base, sides in by_base.items() if merge and set(sides) == {"left", "right"}}
     labels = dict(meta["labels"])
     remap = {}
     for base, sides in pairs.items():
@@ -39,6 +42,9 @@ def merge_sides(source: Path, target: Path, keep_named: tuple[str, ...] = (), hi
     for image in sorted((source / "imagesTr").iterdir()):
         (target / "imagesTr" / image.name).symlink_to(image)
     for label_path in sorted((source / "labelsTr").iterdir()):
+        if not remap:
+            (target / "labelsTr" / label_path.name).symlink_to(label_path)
+            continue
         label = sitk.ReadImage(str(label_path))
         array = sitk.GetArrayFromImage(label)
         merged = array.copy()
