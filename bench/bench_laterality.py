@@ -6,6 +6,7 @@ case and round by round (alternating who goes first), and reports per case the m
 and of the read/write floor (only reading the sources and writing the same shards, in the new worker).
 
     .venv/bin/python bench/bench_laterality.py --baseline c9c64ef [--rounds 5] [--raw ../shared/data/raw]
+        [--case ts_ct_merged ...] [--clock wall|cpu]
 """
 
 from __future__ import annotations
@@ -33,7 +34,9 @@ from pipeline.curate import curate_case
 from pipeline.importers import discover_dataset_dirs, read_dataset
 import pipeline
 config = CurationConfig()
-cases = [c for d in discover_dataset_dirs(Path(sys.argv[1])) for c in read_dataset(d)]
+wanted = set(sys.argv[3:])
+cases = [c for d in discover_dataset_dirs(Path(sys.argv[1])) for c in read_dataset(d) if not wanted or c.case_id in wanted]
+clock = time.process_time if sys.argv[2] == "cpu" else time.perf_counter
 out = Path(tempfile.mkdtemp(prefix="bench-laterality-"))
 stored = {}
 def ours(case):
@@ -56,17 +59,17 @@ print(json.dumps({"cases": [c.case_id for c in cases], "images": [len(stored[c.c
 for line in sys.stdin:
     kind, index = line.split()
     case = cases[int(index)]
-    start = time.perf_counter()
+    start = clock()
     ours(case) if kind == "ours" else floor(case)
-    print(time.perf_counter() - start, flush=True)
+    print(clock() - start, flush=True)
 shutil.rmtree(out, ignore_errors=True)
 """
 
 
-def start_worker(source_root: Path, raw: Path) -> tuple[subprocess.Popen, dict]:
+def start_worker(source_root: Path, raw: Path, clock: str, cases: list[str]) -> tuple[subprocess.Popen, dict]:
     env = {**os.environ, "PYTHONPATH": str(source_root), "OMP_NUM_THREADS": "1"}
     process = subprocess.Popen(
-        [sys.executable, "-c", WORKER, str(raw)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        [sys.executable, "-c", WORKER, str(raw), clock, *cases], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
         env=env, cwd=source_root,
     )
     return process, json.loads(process.stdout.readline())
@@ -83,6 +86,11 @@ def main() -> int:
     parser.add_argument("--baseline", required=True, help="git revision to compare with (e.g. c9c64ef)")
     parser.add_argument("--raw", default=os.environ.get("SAMMED3D_RAW_DATA", str(REPO.parent / "shared/data/raw")))
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--case", action="append", help="only this case id (repeatable), e.g. --case ts_ct_merged")
+    parser.add_argument(
+        "--clock", choices=("wall", "cpu"), default="wall",
+        help="wall: elapsed seconds (a quiet machine); cpu: CPU seconds of the worker, all its threads (a busy one)",
+    )
     args = parser.parse_args()
     raw = Path(args.raw)
     if not raw.is_dir():
@@ -96,34 +104,36 @@ def main() -> int:
               file=sys.stderr)
         return 2
     subprocess.run(["tar", "-x", "-C", str(before_root)], input=archive.stdout, check=True)
-    before, info = start_worker(before_root, raw)
-    after, info_after = start_worker(REPO, raw)
+    before, info = start_worker(before_root, raw, args.clock, args.case or [])
+    after, info_after = start_worker(REPO, raw, args.clock, args.case or [])
     assert info["cases"] == info_after["cases"], "both versions must see the same cases"
     print(f"# before: {info['pipeline']}\n# after:  {info_after['pipeline']}\n# {args.rounds} rounds, "
-          f"{os.cpu_count()} cores, medians in ms per image", flush=True)
+          f"{os.cpu_count()} cores, {args.clock} clock, medians in ms per image", flush=True)
     times = {name: [[] for _ in info["cases"]] for name in ("before", "after", "floor")}
+    chosen = [i for i, _ in enumerate(info["cases"]) if info["images"][i]]
     for round_index in range(args.rounds):
-        for index in range(len(info["cases"])):
-            if not info["images"][index]:
-                continue
+        for index in chosen:
             order = ("before", "after") if (round_index + index) % 2 == 0 else ("after", "before")
             for name in order:
                 times[name][index].append(ask(before if name == "before" else after, "ours", index))
             times["floor"][index].append(ask(after, "floor", index))
+        print(f"\n# after round {round_index + 1} of {args.rounds}", flush=True)
+        print_table(info, times, chosen)
     for process in (before, after):
         process.stdin.close()
         process.wait()
     shutil.rmtree(before_root, ignore_errors=True)
+    return 0
 
+
+def print_table(info: dict, times: dict, chosen: list[int]) -> None:
     print("\n| case | images | before (ms/image) | after (ms/image) | floor (ms/image) | after / before "
           "| before / floor | after / floor |")
     print("|---|---|---|---|---|---|---|---|")
     totals = {name: 0.0 for name in times}
     n_images = 0
-    for index, case in enumerate(info["cases"]):
-        images = info["images"][index]
-        if not images:
-            continue
+    for index in chosen:
+        case, images = info["cases"][index], info["images"][index]
         median = {name: statistics.median(times[name][index]) for name in times}
         for name in totals:
             totals[name] += median[name]
@@ -133,8 +143,7 @@ def main() -> int:
               f"| {median['before'] / median['floor']:.2f} | {median['after'] / median['floor']:.2f} |")
     print(f"| **all** | {n_images} | {totals['before'] / n_images * 1000:.1f} | {totals['after'] / n_images * 1000:.1f} "
           f"| {totals['floor'] / n_images * 1000:.1f} | {totals['after'] / totals['before']:.2f} "
-          f"| {totals['before'] / totals['floor']:.2f} | {totals['after'] / totals['floor']:.2f} |")
-    return 0
+          f"| {totals['before'] / totals['floor']:.2f} | {totals['after'] / totals['floor']:.2f} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -142,7 +142,7 @@ def clean_and_split(case, label_array, label_image, table, reference, modality, 
             if side_pieces:
                 halves.append(CaseMask(whole.source_label, whole.source_name, whole.base, side, source, whole.group,
                                        evidence=whole.evidence, pieces=side_pieces))
-        at = masks.index(whole)
+        at = next(i for i, mask in enumerate(masks) if mask is whole)
         masks[at : at + 1] = halves
 
     lut = np.zeros(table.count + 1, dtype=np.uint16)
