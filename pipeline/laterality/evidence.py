@@ -21,7 +21,7 @@ import numpy as np
 from pipeline.geometry import Geometry
 from pipeline.steps.step2_mask_cleaning import ComponentTable
 
-_MAX_SAMPLES = 3000
+_MAX_SAMPLES = 2000
 _MIN_BAND_MM = 1.5
 
 

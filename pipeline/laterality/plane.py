@@ -19,8 +19,8 @@ import SimpleITK as sitk
 
 from pipeline.geometry import Geometry
 
-_DRAWN = 100000  # voxels drawn at random; those with a class are the points
-_POINTS = (1500, 4000, 12000)  # points mirrored in each search stage
+_DRAWN = 30000  # voxels drawn at random; those with a class are the points
+_POINTS = (1000, 3000, 6000)  # points mirrored in each search stage
 _STEPS_MM = (4.0, 1.0, 0.25)  # search steps, coarse to fine
 # Below this best score the case is not symmetric enough to place a plane by symmetry.
 MIN_PLANE_SCORE = 0.35
@@ -95,7 +95,7 @@ def symmetry_plane(points, own, classify, shape, geometry: Geometry) -> MidSagit
     `MIN_PLANE_SCORE`."""
     world_x = geometry.index_zyx_to_world(points)[:, 0]
     low, high = np.percentile(world_x, [5, 95])
-    half = max(0.3 * (high - low), 2 * _STEPS_MM[0])
+    half = max(0.25 * (high - low), 2 * _STEPS_MM[0])
     # Mirroring x -> 2c - x moves index (z, y, x) by (2c - 2x) times the world-x column of M^-1.
     step_zyx = np.linalg.inv(geometry.matrix)[:, 0][::-1]
     start = points - 2.0 * world_x[:, None] * step_zyx[None, :]

@@ -30,6 +30,7 @@ class CutSurface:
         self.plane_x_mm = plane_x_mm
         self.x_axis = _x_axis(geometry)
         self.offset_voxels = offset_voxels
+        self._per_step = _world_x_per_step(geometry)
 
     def on_left(self, z0: int, z1: int, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
         """Boolean (dz, dy, dx): voxels of [z0:z1, y0:y1, x0:x1] on the patient's left of the cut."""
@@ -39,7 +40,7 @@ class CutSurface:
         box = [(z0, z1), (y0, y1), (x0, x1)]
         rows = tuple(slice(*box[a]) for a in range(3) if a != self.x_axis)
         offset = np.expand_dims(self.offset_voxels[rows], self.x_axis)
-        return world_x - _world_x_per_step(self.geometry) * offset > self.plane_x_mm
+        return world_x - self._per_step * offset > self.plane_x_mm
 
 
 def estimate_cut_surface(

@@ -49,7 +49,8 @@ def test_the_body_anchors_the_plane_when_the_labels_are_one_sided():
     with_body = estimate_plane(tumour_only, geometry, classes, image, "MR")
     assert abs(with_body.x_mm - truth) <= 1.0
     without_body = estimate_plane(tumour_only, geometry, classes, None, "MR")
-    assert abs(without_body.x_mm - truth) > 10  # a tumour alone is symmetric about itself: why the body counts
+    # A tumour alone is symmetric about itself (or too small to go on): why the body counts.
+    assert abs(without_body.x_mm - truth) > 5
 
 
 def test_too_little_to_go_on_falls_back_to_the_field_of_view():
