@@ -47,6 +47,7 @@ import torch  # noqa: E402
 from quick_catalog import curate_without_server  # noqa: E402
 from torch.utils.data import DataLoader, Dataset  # noqa: E402
 
+from catalog.schema import SPLIT_SIDE_SOURCES  # noqa: E402
 from model.intensity import normalize_intensity  # noqa: E402
 from model.targets import select_masks  # noqa: E402
 from model.training.config import TrainConfig  # noqa: E402
@@ -159,7 +160,7 @@ def measure_case(
     patches/s)], a dataset of the case's masks in the default format)."""
     masks = select_masks(catalog, datasets=[dataset_dir.name], splits=None)
     # Masks split into left/right have no single source label to binarise; the rest map one to one.
-    masks = masks[(masks.case_id == case) & (masks.side_source != "split")].reset_index(drop=True)
+    masks = masks[(masks.case_id == case) & ~masks.side_source.isin(SPLIT_SIDE_SOURCES)].reset_index(drop=True)
     # As the trainer builds it (model/training/trainer.py).
     handed_over = {"image_dtype": torch.float16, "pack_labels": True}
     cold = PatchDataset(catalog, masks, seed=0, cache_mb=0, **handed_over)

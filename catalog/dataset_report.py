@@ -20,7 +20,7 @@ import pandas as pd  # noqa: E402
 
 from catalog.leaks import find_duplicate_pairs  # noqa: E402
 from catalog.reader import Catalog  # noqa: E402
-from catalog.report import rule_of  # noqa: E402
+from catalog.report import rule_of, side_split_table  # noqa: E402
 
 REPORT_DIR = "report"
 TOP_CATEGORIES = 25
@@ -68,6 +68,8 @@ def _dataset_section(dataset: str, images: pd.DataFrame, masks: pd.DataFrame, pa
     kept = masks[masks.status == "kept"]
     lines = ["", f"## {dataset}", "", f"![{dataset}]({png.name})", "", "Images by rule:", "",
              _rule_table(images, "images"), "", "Masks by rule:", "", _rule_table(masks, "masks"), ""]
+    split = side_split_table(masks)
+    lines += ["Left/right split by rule (kept halves):", "", split.to_markdown() if not split.empty else "(none)", ""]
     categories = kept.groupby(["category", "group"]).size().rename("masks").reset_index()
     categories = categories.sort_values(["masks", "category"], ascending=[False, True])
     lines.append(f"Kept masks by category ({len(categories)}; the {min(TOP_CATEGORIES, len(categories))} most frequent):")

@@ -8,8 +8,15 @@ from pathlib import Path
 import pandas as pd
 
 from catalog.reader import Catalog
+from catalog.schema import SPLIT_SIDE_SOURCES
 
 ORIENTATION_SUSPECT = "orientation_suspect"
+# How a split was decided (masks.parquet side_source) -> the rule, in words.
+_SPLIT_RULES = {
+    "name": "name: known paired structure (its data alone did not say bilateral)",
+    "both": "both: known paired structure, bilateral by its data too",
+    "data": "data: unknown name, bilateral by its data",
+}
 
 # Reason text -> the curation rule that produced it (first match wins).
 _RULES = (
@@ -42,6 +49,24 @@ def rule_counts(frame: pd.DataFrame) -> pd.Series:
     return frame.reason.map(rule_of).value_counts().sort_index()
 
 
+def side_split_table(masks: pd.DataFrame) -> pd.DataFrame:
+    """Kept masks made by the left/right split, per rule: how many halves, of how many categories, and
+    their median evidence (mirror symmetry, midline fraction, dip at the plane)."""
+    split = masks[(masks.status == "kept") & masks.side_source.isin(SPLIT_SIDE_SOURCES)]
+    if split.empty:
+        return pd.DataFrame()
+    table = split.groupby("side_source").agg(
+        halves=("mask_id", "size"),
+        categories=("base_category", "nunique"),
+        median_symmetry=("side_symmetry", "median"),
+        median_midline_fraction=("side_midline_fraction", "median"),
+        median_dip=("side_dip", "median"),
+    )
+    table.index = [_SPLIT_RULES.get(source, source) for source in table.index]
+    table.index.name = "split by"
+    return table.round(3)
+
+
 def summary_tables(root: str | Path) -> dict[str, pd.DataFrame]:
     """Counts by dataset, modality, group, status and reason (the `sammed3d catalog summary` tables)."""
     catalog = Catalog(root)
@@ -53,6 +78,7 @@ def summary_tables(root: str | Path) -> dict[str, pd.DataFrame]:
         "masks by modality and status": _counts(masks, ["modality"], "status"),
         "masks by split (kept)": _counts(masks[masks.status == "kept"], ["split"], "modality"),
         "mask reasons": rule_counts(masks).to_frame("masks"),
+        "left/right split by rule (kept halves)": side_split_table(masks),
     }
 
 
@@ -91,11 +117,19 @@ def curation_report_markdown(root: str | Path, *, curated: int, skipped: int) ->
         "## Steps 3 and 4",
         f"- step 3 (keep the largest components): {int(kept_masks.removed_voxels.sum())} voxels removed "
         f"from {(kept_masks.removed_voxels > 0).sum()} masks",
-        f"- step 4 (left/right split): {(kept_masks.side_source == 'split').sum()} masks made by splitting; "
-        f"{images['flags'].map(lambda f: ORIENTATION_SUSPECT in list(f)).sum()} images flagged orientation_suspect",
+        f"- step 4 (left/right split): {kept_masks.side_source.isin(SPLIT_SIDE_SOURCES).sum()} masks made by "
+        f"splitting; {images['flags'].map(lambda f: ORIENTATION_SUSPECT in list(f)).sum()} images flagged "
+        "orientation_suspect",
         f"- categories outside the vocabulary (group 'other'): {kept_masks[kept_masks.group == 'other'].category.nunique()}",
+        "",
+        "## Left/right split by rule",
+        _markdown_or_none(side_split_table(masks)),
         "",
         "## Kept masks by group",
         _counts(kept_masks, ["group"], "modality").to_markdown(),
     ]
     return "\n".join(lines) + "\n"
+
+
+def _markdown_or_none(table: pd.DataFrame) -> str:
+    return table.to_markdown() if not table.empty else "(none)"

@@ -8,11 +8,21 @@ Duplicates (`catalog.leaks`): `stored_sha256` and `similarity_signature` (flatte
 fingerprint each kept image. `split` is assigned over the whole catalog at every consolidation
 (`catalog.splits`): per dataset, and equal for every case of a `duplicate_group` (null for an image with
 no duplicate).
+
+Left/right (`pipeline.steps.step4_symmetry_split`): a mask's `side_source` is "dataset" (the side is in
+its name), "name", "data" or "both" (split into sides because its name is a known paired structure, its
+data say bilateral, or both), or null (no side). `side_balance`, `side_symmetry`, `side_midline_fraction`
+and `side_dip` are its evidence about the image's mid-sagittal plane x = `midline_x_mm` (world, LPS;
+`midline_source` says how it was found), null where no one looked.
 """
+
 
 from __future__ import annotations
 
 import pyarrow as pa
+
+# side_source values of masks made by the left/right split (mirrors pipeline.steps.step4_symmetry_split).
+SPLIT_SIDE_SOURCES = ("name", "data", "both")
 
 _floats = pa.list_(pa.float64())
 _floats32 = pa.list_(pa.float32())
@@ -55,6 +65,9 @@ IMAGE_SCHEMA = pa.schema(
         ("flags", _strings),
         ("side_pairs", pa.int64()),
         ("side_pairs_disagreeing", _strings),
+        ("midline_x_mm", pa.float64()),
+        ("midline_source", pa.string()),
+        ("midline_score", pa.float64()),
         ("masks_total", pa.int64()),
         ("masks_kept", pa.int64()),
         ("split", pa.string()),
@@ -76,6 +89,10 @@ MASK_SCHEMA = pa.schema(
         ("group", pa.string()),
         ("side", pa.string()),
         ("side_source", pa.string()),
+        ("side_balance", pa.float64()),
+        ("side_symmetry", pa.float64()),
+        ("side_midline_fraction", pa.float64()),
+        ("side_dip", pa.float64()),
         ("source_label", pa.int64()),
         ("source_name", pa.string()),
         ("label_value", pa.int64()),

@@ -4,6 +4,7 @@ make a rerun skip an unchanged case."""
 from __future__ import annotations
 
 import hashlib
+import math
 
 from pipeline import __version__ as PIPELINE_VERSION
 from pipeline.case_masks import CaseMask
@@ -71,6 +72,9 @@ def image_row(case: CaseRecord, channel: ChannelSource, header, hashes, config) 
         "flags": [],
         "side_pairs": 0,
         "side_pairs_disagreeing": [],
+        "midline_x_mm": None,
+        "midline_source": None,
+        "midline_score": None,
         "split": None,  # assigned over the whole catalog when the tables are written (catalog.splits)
         "duplicate_group": None,
         "pipeline_version": PIPELINE_VERSION,
@@ -97,6 +101,7 @@ def mask_row(case, channel, image_id, index, mask: CaseMask, image_reason, confi
         "group": mask.group,
         "side": mask.side,
         "side_source": mask.side_source,
+        **_evidence_columns(mask),
         "source_label": mask.source_label,
         "source_name": mask.source_name,
         "label_value": mask.label_value if status == "kept" else 0,
@@ -116,4 +121,17 @@ def mask_row(case, channel, image_id, index, mask: CaseMask, image_reason, confi
         "bbox_zyx": mask.stored_bbox if status == "kept" else None,
         "split": None,  # assigned over the whole catalog when the tables are written (catalog.splits)
         "config_hash": config.config_hash(),
+    }
+
+
+def _evidence_columns(mask: CaseMask) -> dict:
+    """The bilateral evidence of a mask (pipeline.laterality.evidence), None where it was not looked at."""
+    evidence = mask.evidence
+    if evidence is None:
+        return {"side_balance": None, "side_symmetry": None, "side_midline_fraction": None, "side_dip": None}
+    return {
+        "side_balance": evidence.balance,
+        "side_symmetry": evidence.symmetry,
+        "side_midline_fraction": evidence.midline_fraction,
+        "side_dip": evidence.dip if math.isfinite(evidence.dip) else None,
     }

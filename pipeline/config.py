@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 # Structures that come in left/right pairs. A mask of one of these categories whose name carries no
 # side is split into "<name> left" and "<name> right". Prefix matching: "lung upper lobe" matches "lung".
+# These add to the paired, midline and single vocabularies of pipeline/laterality/laterality.yaml.
 DEFAULT_PAIRED_STRUCTURES = (
     "kidney", "kidney cyst", "lung", "adrenal gland", "femur", "hip", "humerus", "scapula", "clavicula",
     "gluteus maximus", "gluteus medius", "gluteus minimus", "iliopsoas", "autochthon",
@@ -62,6 +63,14 @@ class CurationConfig(BaseModel):
     # A connected piece straddling the body midline is cut there when its smaller side holds at least this
     # fraction of it; below that it goes whole to the side of its centroid.
     straddle_fraction: float = Field(0.1, ge=0, le=0.5)
+    # Not in the paper, which splits a fixed list: an unsided mask whose name is in no vocabulary is split
+    # when its data say bilateral about the mid-sagittal plane (pipeline.laterality.evidence): at least
+    # this share of it on its smaller side, this share of it mirrored onto itself, and a density at the
+    # plane at most this fraction of its sides' peaks (midline structures are densest there).
+    split_unknown_by_data: bool = True
+    bilateral_min_balance: float = Field(0.2, ge=0, le=0.5)
+    bilateral_min_symmetry: float = Field(0.3, ge=0, le=1)
+    bilateral_max_dip: float = Field(0.5, ge=0)
 
     # Step 5: resampling.
     target_spacing_mm: tuple[float, float, float] = (1.5, 1.5, 1.5)

@@ -96,6 +96,7 @@ def curate_case(
     arrays: dict[int, sitk.Image] = {}
     flags: list[str] = []
     side_check = None
+    plane = None
     if any(c.index not in reasons for c in selected):
         # The images' reads, resampling and fingerprints do not depend on the label map: a thread does them
         # on the grid the label header promises while this one reads, cleans and splits the label map
@@ -137,7 +138,7 @@ def curate_case(
                     for future in early.values():
                         future.cancel()
                     early = {index: pool.submit(_stored_image, image, grid, hashing) for index, image in arrays.items()}
-                masks, final_map, flags, side_check = clean_and_split(
+                masks, final_map, flags, side_check, plane = clean_and_split(
                     case, label_array, label_image, table, reference, reference_modality, config, vocabulary
                 )
                 if overlap_voxels:
@@ -172,6 +173,9 @@ def curate_case(
                 flags=sorted(flags),
                 side_pairs=side_check.pairs,
                 side_pairs_disagreeing=list(side_check.disagreeing),
+                midline_x_mm=plane.x_mm if plane else None,
+                midline_source=plane.source if plane else None,
+                midline_score=plane.score if plane else None,
             )
         else:
             row.update(status="rejected", reason=reasons.get(channel.index, "not processed"))

@@ -2,7 +2,7 @@
 
 A normalised category is lowercase words separated by single spaces with the side, if any, last:
 "rib_left_1" -> "rib 1 left", "Left-Cerebral-White-Matter" -> "cerebral white matter left",
-"Precentral_L" -> "precentral left".
+"Precentral_L" -> "precentral left", "ctx-lh-precentral" -> "ctx precentral left".
 """
 
 from __future__ import annotations
@@ -22,6 +22,8 @@ _SIDE_WORDS = {"left": "left", "right": "right", "lt": "left", "rt": "right"}
 # Short side markers are only trusted at either end of a name (AAL "_L", FreeSurfer "lh-"), where they
 # cannot be part of a structure name such as "vertebrae L5".
 _SIDE_MARKERS_AT_ENDS = {"l": "left", "r": "right", "lh": "left", "rh": "right"}
+# FreeSurfer's cortical parcels put the hemisphere second: "ctx-lh-precentral", "wm_rh_insula".
+_HEMISPHERE_PREFIXES = {"ctx", "wm"}
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,8 @@ def parse_label_name(raw: str) -> CategoryName:
             side = _SIDE_WORDS[w]  # type: ignore[assignment]
         else:
             kept.append(w)
+    if side is None and len(kept) > 2 and kept[0] in _HEMISPHERE_PREFIXES and kept[1] in ("lh", "rh"):
+        side = _SIDE_MARKERS_AT_ENDS[kept.pop(1)]  # type: ignore[assignment]
     if side is None and len(kept) > 1:
         for position in (-1, 0):
             if kept[position] in _SIDE_MARKERS_AT_ENDS:

@@ -20,8 +20,8 @@ For each selected mask (default: kept masks of the "test" split):
   AUC needs them), in two spaces: "crop" (the patch, stored 1.5 mm grid, as the paper
   scored) and "original" (the prediction pasted back into the ORIGINAL image grid with
   ``model.evaluation.crop.paste_back_region``, linear interpolation thresholded at 0.5, compared with the original label file: voxels equal to the
-  mask's ``source_label``). For masks the curation split into sides (``side_source == "split"``)
-  the original label holds both sides under one value, so their original-grid reference is the
+  mask's ``source_label``). For masks the curation split into sides (``side_source`` in
+  ``SPLIT_SIDE_SOURCES``) the original label holds both sides under one value, so their original-grid reference is the
   stored catalog mask (``label == label_value``) pasted back into the original grid (nearest
   neighbour) instead. Parts of a target outside the patch count as misses in "original".
 
@@ -45,6 +45,7 @@ import SimpleITK as sitk
 import torch
 
 from catalog.reader import Catalog
+from catalog.schema import SPLIT_SIDE_SOURCES
 from model.clicks import challenge_click, paper_click
 from model.evaluation.crop import PATCH_SIZE, PatchGrid, paste_back_region
 from model.evaluation.metrics import NSD_TOLERANCE_MM, click_curve_auc, dice, normalized_surface_dice
@@ -175,7 +176,7 @@ def original_reference(
     if not label_path or not Path(label_path).is_file():
         return None
     label = labels.get(label_path)
-    if mask.side_source == "split":
+    if mask.side_source in SPLIT_SIDE_SOURCES:
         shard = catalog.shard(mask.image_id)
         stored = sitk.GetImageFromArray((shard["label"][:] == mask.label_value).astype(np.uint8))
         stored.SetSpacing(tuple(shard.attrs["spacing_xyz"]))

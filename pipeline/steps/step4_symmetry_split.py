@@ -1,54 +1,53 @@
-"""Step 4: left/right symmetry. Split unsided paired masks in PATIENT coordinates, and check sides.
+"""Step 4: left/right symmetry. Split unsided bilateral masks in PATIENT coordinates, and check sides.
 
 World coordinates are SimpleITK's LPS: +x points to the patient's LEFT. Which array axis that is, and in
-which direction, depends on the direction cosines; nothing here looks at array indices alone.
+which direction, depends on the direction cosines; nothing here looks at array indices alone. Whether a
+mask is bilateral comes from its name and from its data (`pipeline.laterality`): the mid-sagittal plane
+x = c of the case, and the mask's mass, mirror symmetry and profile about it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-import cc3d
 import numpy as np
-import SimpleITK as sitk
 
-from pipeline.geometry import Geometry
+from pipeline.laterality.evidence import BilateralEvidence
+from pipeline.laterality.names import NameLaterality
+from pipeline.laterality.surface import CutSurface
 from pipeline.steps.step2_mask_cleaning import ComponentTable
 from pipeline.vocabulary import Side, parse_label_name
 
-# Air is about -1000 HU and fat about -100 HU; -500 separates the body from air in any CT.
-_CT_BODY_THRESHOLD_HU = -500.0
+# How a split mask's sides were decided (masks.parquet `side_source`); "dataset" is a side in the name.
+SPLIT_BY_NAME, SPLIT_BY_DATA, SPLIT_BY_BOTH = "name", "data", "both"
+SPLIT_SOURCES = (SPLIT_BY_NAME, SPLIT_BY_DATA, SPLIT_BY_BOTH)
 
 
-def body_midline_x(image: sitk.Image, modality: str) -> float | None:
-    """World x (mm) of the centroid of the body outline, or None when no body is found.
+@dataclass(frozen=True)
+class BilateralThresholds:
+    """When the data call a mask bilateral (see `pipeline.laterality.evidence`)."""
 
-    The body is the largest connected region above an air threshold (-500 HU for CT, Otsu's threshold
-    otherwise), which ignores the table and the air around the patient.
+    min_balance: float
+    min_symmetry: float
+    max_dip: float
+
+
+def split_source(
+    kind: NameLaterality | None, evidence: BilateralEvidence | None, thresholds: BilateralThresholds
+) -> str | None:
+    """How an unsided mask is split, or None to keep it whole.
+
+    A known paired name is always split ("both" when its data agree, else "name"); a known midline or
+    single structure never is; an unknown name is split when its data say bilateral ("data").
     """
-    array = sitk.GetArrayViewFromImage(image)
-    if modality == "CT":
-        threshold = _CT_BODY_THRESHOLD_HU
-    else:
-        otsu = sitk.OtsuThresholdImageFilter()
-        otsu.Execute(sitk.Cast(image, sitk.sitkFloat32))
-        threshold = otsu.GetThreshold()
-    body = np.asarray(array > threshold)
-    if not body.any():
-        return None
-    largest = cc3d.largest_k(body, k=1, connectivity=6)
-    centroid_zyx = np.argwhere(largest).mean(axis=0) if largest.any() else np.argwhere(body).mean(axis=0)
-    return float(Geometry.of(image).index_zyx_to_world(centroid_zyx)[0])
-
-
-def field_of_view_centre_x(shape_zyx: tuple[int, ...], geometry: Geometry) -> float:
-    centre = (np.asarray(shape_zyx, dtype=float) - 1) / 2
-    return float(geometry.index_zyx_to_world(centre)[0])
-
-
-def is_paired_structure(base: str, paired: tuple[str, ...]) -> bool:
-    """True for "lung upper lobe" given "lung": whole-word prefixes, so "hip" does not match "hippocampus"."""
-    return any(base == p or base.startswith(p + " ") for p in paired)
+    by_data = evidence is not None and evidence.is_bilateral(
+        thresholds.min_balance, thresholds.min_symmetry, thresholds.max_dip
+    )
+    if kind == "paired":
+        return SPLIT_BY_BOTH if by_data else SPLIT_BY_NAME
+    if kind is None and by_data:
+        return SPLIT_BY_DATA
+    return None
 
 
 @dataclass(frozen=True)
@@ -64,22 +63,19 @@ class SidePiece:
 
 
 def split_components_by_side(
-    table: ComponentTable,
-    component_ids: np.ndarray,
-    geometry: Geometry,
-    midline_x: float,
-    straddle_fraction: float,
+    table: ComponentTable, component_ids: np.ndarray, cut: CutSurface, straddle_fraction: float
 ) -> list[SidePiece]:
-    """Assign each component to the patient's left or right of the midline plane x = midline_x.
+    """Assign each component to the patient's left or right of the `cut` (the mid-sagittal plane, bent
+    along the gaps between touching halves: `pipeline.laterality.surface`).
 
     A component whose smaller side holds at least `straddle_fraction` of its voxels (e.g. a merged pair
-    that touches across the midline) is cut at the plane; any other goes whole to its majority side.
+    that touches across the midline) is cut there; any other goes whole to its majority side.
     """
     pieces = []
     for cid in component_ids:
         z0, z1, y0, y1, x0, x1 = (int(v) for v in table.bbox[cid])
         inside = table.components[z0 : z1 + 1, y0 : y1 + 1, x0 : x1 + 1] == cid
-        on_left = geometry.world_x_of_box(z0, z1 + 1, y0, y1 + 1, x0, x1 + 1) > midline_x
+        on_left = cut.on_left(z0, z1 + 1, y0, y1 + 1, x0, x1 + 1)
         left_count = int(np.count_nonzero(inside & on_left))
         total = int(table.voxels[cid])
         if min(left_count, total - left_count) >= straddle_fraction * total and 0 < left_count < total:
@@ -117,7 +113,8 @@ class SideCheck:
 def check_sides(centroids_world: dict[str, np.ndarray]) -> SideCheck:
     """Compare every "X left" with its "X right" partner: the left one must lie at larger world x (LPS).
 
-    `centroids_world` maps normalised category -> world (x, y, z) centroid in mm.
+    `centroids_world` maps normalised category -> world (x, y, z) centroid in mm. Pass only sides named by
+    the dataset: halves split here lie on their sides by construction and would outvote them.
     """
     by_base: dict[str, dict[str, np.ndarray]] = {}
     for category, centroid in centroids_world.items():

@@ -36,3 +36,5 @@ def test_report_counts_reasons_categories_and_duplicates_per_dataset(raw_catalog
     duplicates = pd.read_csv(tmp_path / "report" / "duplicates.csv")
     assert len(duplicates) == 3 and set(duplicates.kind) == {"exact", "near"}
     assert "Duplicate pairs involving this dataset" in text.split("## Dataset002_TotalSegCTMergedPairs")[1]
+    merged = text.split("## Dataset002_TotalSegCTMergedPairs")[1].split("\n## ")[0]
+    assert "Left/right split by rule" in merged and "both: known paired structure" in merged

@@ -16,6 +16,9 @@ from pipeline.vocabulary import UNKNOWN_GROUP, default_vocabulary, parse_label_n
         ("lung_middle_lobe_right", "lung middle lobe right", "right"),
         ("3rd-Ventricle", "3rd ventricle", None),
         ("liver", "liver", None),
+        ("ctx-lh-precentral", "ctx precentral left", "left"),
+        ("ctx_rh_G_front_middle", "ctx g front middle right", "right"),
+        ("wm-lh-insula", "wm insula left", "left"),
     ],
 )
 def test_parse_label_name_puts_the_side_last(raw, category, side):
