@@ -79,7 +79,11 @@ def load_model_weights(path: str | os.PathLike, model: Sam3D | None = None) -> S
     Returns:
         Sam3D holding the checkpoint weights.
     """
-    payload = read_checkpoint(path)
+    return model_from_payload(read_checkpoint(path), model)
+
+
+def model_from_payload(payload: Mapping[str, Any], model: Sam3D | None = None) -> Sam3D:
+    """:func:`load_model_weights` on an already-read payload (see :func:`read_checkpoint`)."""
     layout = checkpoint_layout(payload)
     if model is None:
         model = build_model(*layout)
