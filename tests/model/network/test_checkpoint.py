@@ -226,3 +226,32 @@ def test_other_model_sizes_are_named(size, hint):
     assert hint in message and "mis-shaped keys: " in message
     if size != "decoder_256":
         assert "unexpected keys: image_encoder.blocks.12." in message and "blocks" in message
+
+
+def test_the_convention_is_recorded_and_old_checkpoints_are_native(tmp_path):
+    published = build_model("vit_tiny", attention_mode="reference", convention="published")
+    path = tmp_path / "published_tiny.pt"
+    save_checkpoint(path, published)
+    assert load_model_weights(path).convention == "published"
+    with pytest.raises(ValueError, match="convention=published"):
+        load_model_weights(path, build_model("vit_tiny", attention_mode="reference"))
+    payload = torch.load(path, weights_only=True)
+    del payload["convention"]  # written before the setting existed
+    torch.save(payload, path)
+    assert load_model_weights(path).convention == "native"
+
+
+def test_load_network_reads_ours_and_the_published_layout(tmp_path):
+    from model.network.loading import load_network
+
+    ours = tmp_path / "ours.pt"
+    save_checkpoint(ours, build_model("vit_tiny", click_map=True))
+    restored = load_network(ours)
+    assert (restored.name, restored.click_map, restored.convention) == ("vit_tiny", True, "native")
+    published = tmp_path / "published.pth"
+    torch.save({"model_state_dict": {k: torch.zeros(s) for k, s in published_shapes().items()}}, published)
+    network = load_network(published)
+    assert (network.name, network.click_map, network.convention) == ("vit_b_ori", False, "published")
+    torch.save({"model_state_dict": {"image_encoder.pos_embed": torch.zeros(1, 8, 8, 8, 768)}}, published)
+    with pytest.raises(ValueError, match="missing keys: image_encoder.blocks.0"):
+        load_network(published)
