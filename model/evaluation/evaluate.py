@@ -160,7 +160,9 @@ def add_arguments(subparsers) -> argparse.ArgumentParser:
         "evaluate", help="evaluate a checkpoint and the region-growing baseline on catalog masks"
     )
     parser.add_argument("--catalog", required=True, help="curated catalog folder")
-    parser.add_argument("--checkpoint", required=True, help="model checkpoint (sammed3d format or a published SAM-Med3D .pth)")
+    parser.add_argument(
+        "--checkpoint", required=True, help="model checkpoint (sammed3d format or a published SAM-Med3D .pth)"
+    )
     parser.add_argument("--out", default="evaluation", help="output folder (default ./evaluation)")
     parser.add_argument(
         "--split", action="append", dest="splits", metavar="SPLIT",

@@ -316,7 +316,9 @@ def add_arguments(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--negative", dest="clicks", action=_ClickAction, const=0, metavar="Z,Y,X",
                         help="negative click (not the target), repeatable")
     parser.add_argument("--world", action="store_true", help="clicks are x,y,z world mm (LPS) instead of voxels")
-    parser.add_argument("--checkpoint", required=True, help="model checkpoint (sammed3d format or a published SAM-Med3D .pth)")
+    parser.add_argument(
+        "--checkpoint", required=True, help="model checkpoint (sammed3d format or a published SAM-Med3D .pth)"
+    )
     parser.add_argument("-o", "--output", required=True, help="mask file to write, e.g. mask.nii.gz")
     parser.add_argument("--modality", choices=("CT", "MR"), help="intensity normalisation (default: guessed)")
     parser.add_argument("--max-windows", type=int, default=MAX_WINDOWS, help="windows to follow a large target")

@@ -174,7 +174,8 @@ def _published_state_dict(source: str | os.PathLike | Mapping[str, Any]) -> Mapp
         state = payload  # a bare state dict
     else:
         raise ValueError(
-            f"published checkpoint has no 'model_state_dict' entry (top-level keys: {_short(sorted(map(str, payload)))})"
+            "published checkpoint has no 'model_state_dict' entry "
+            f"(top-level keys: {_short(sorted(map(str, payload)))})"
         )
     if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ValueError("published checkpoint's 'model_state_dict' is not a dict of tensors")

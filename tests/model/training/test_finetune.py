@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 
-import numpy as np
 import pandas as pd
 import pytest
 import SimpleITK as sitk
@@ -93,9 +92,7 @@ def test_init_from_a_published_file_fine_tunes_resumes_evaluates_and_segments(
 
 
 def test_cli_takes_init(tmp_path):
-    import argparse as ap
-
-    parser = ap.ArgumentParser()
+    parser = argparse.ArgumentParser()
     add_arguments(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["train", "--catalog", "c", "--out", "o", "--init", "weights.pth"])
     assert config_from_args(args).init == "weights.pth"
