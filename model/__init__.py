@@ -24,7 +24,8 @@ Sub-packages, each depending only on the ones before it and on the shared module
 
 Shared by training and evaluation: ``model.clicks`` (click rules), ``model.intensity`` (per-sample
 normalisation), ``model.targets`` (mask selection, patch placement), ``model.predictor`` (the
-network with a cached image embedding).
+network with a cached image embedding), ``model.input_convention`` (the crops a network loaded from
+published weights expects: RAS (x, y, z), z-score over voxels > 0; docs/published.md).
 """
 
 from model.network.checkpoint import load_model_weights, save_checkpoint

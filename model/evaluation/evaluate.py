@@ -7,6 +7,7 @@ Markdown report in :mod:`model.evaluation.report`.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import pickle
 import time
 from collections.abc import Sequence
@@ -116,6 +117,9 @@ def evaluate(
         present = ", ".join(sorted(catalog.masks().split.dropna().unique())) or "none"
         raise ValueError(f"no kept mask in split(s) {', '.join(splits)} of {catalog_root} (splits present: {present})")
     predictor = load_predictor(checkpoint, device)
+    if predictor.model.convention != settings.input_convention:
+        # A published network sees crops prepared the published way (model.input_convention).
+        settings = dataclasses.replace(settings, input_convention=predictor.model.convention)
     baseline = RegionGrowingBaseline()
     methods = {
         PAPER: {NETWORK: NetworkMethod(predictor, "new"), BASELINE: baseline},
@@ -156,7 +160,9 @@ def add_arguments(subparsers) -> argparse.ArgumentParser:
         "evaluate", help="evaluate a checkpoint and the region-growing baseline on catalog masks"
     )
     parser.add_argument("--catalog", required=True, help="curated catalog folder")
-    parser.add_argument("--checkpoint", required=True, help="model checkpoint (sammed3d format)")
+    parser.add_argument(
+        "--checkpoint", required=True, help="model checkpoint (sammed3d format or a published SAM-Med3D .pth)"
+    )
     parser.add_argument("--out", default="evaluation", help="output folder (default ./evaluation)")
     parser.add_argument(
         "--split", action="append", dest="splits", metavar="SPLIT",

@@ -1,5 +1,9 @@
 """Inference without ground truth: clicks on an image file in, a mask in the image's own geometry out.
 
+A network of the published convention (published SAM-Med3D weights) gets its windows the published way
+instead (``model.input_convention``): on the image's 1.5 mm grid turned to RAS, (R, A, S) axis order,
+z-scored over voxels > 0 without CT clipping, and an all-zero mask prompt with the first click.
+
 Clicks are given either as (z, y, x) voxel indices of the image file's own array (the order of
 ``SimpleITK.GetArrayFromImage``, i.e. NumPy order; fractions allowed) or, with ``world=True``, as
 (x, y, z) world coordinates in mm in the LPS frame SimpleITK uses (+x patient's left, +y posterior,
@@ -37,8 +41,9 @@ import torch
 
 from model.clicks import challenge_click
 from model.evaluation.crop import PATCH_SIZE, PatchGrid, paste_back_region
+from model.input_convention import click_crop, first_mask_prompt, sample_crop
 from model.intensity import normalize_intensity
-from model.network.checkpoint import load_model_weights
+from model.network.loading import load_network
 from model.predictor import Predictor
 from pipeline.geometry import Geometry
 
@@ -59,7 +64,7 @@ def resolve_device(name: str) -> torch.device:
 
 
 def load_predictor(checkpoint: str | Path, device: str = "auto") -> Predictor:
-    """The network of a checkpoint (``model.network.checkpoint`` format, loaded with weights_only) in a Predictor.
+    """The network of a checkpoint (ours or the published SAM-Med3D layout, ``model.network.loading``) in a Predictor.
 
     Raises:
         FileNotFoundError: no such file.
@@ -69,7 +74,7 @@ def load_predictor(checkpoint: str | Path, device: str = "auto") -> Predictor:
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist")
     try:
-        model = load_model_weights(path)
+        model = load_network(path)
     except _CHECKPOINT_ERRORS as error:
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise ValueError(f"{path} is not a usable model checkpoint: {reason}") from error
@@ -137,10 +142,14 @@ class SegmentationResult:
     unused_clicks: list[int]
 
 
+def _published(predictor) -> bool:
+    return getattr(getattr(predictor, "model", None), "convention", "native") == "published"
+
+
 def _predict_window(predictor, patch: np.ndarray, points: list[np.ndarray], labels: list[int]) -> np.ndarray:
     """One decode per click, each with all clicks so far and the previous low-res logits -> (S, S, S) probabilities."""
     predictor.set_image(torch.from_numpy(np.ascontiguousarray(patch, dtype=np.float32)))
-    lowres = None
+    lowres = first_mask_prompt(predictor.model.image_size, predictor.device) if _published(predictor) else None
     for count in range(1, len(points) + 1):
         logits, _, lowres = predictor.predict(
             np.asarray(points[:count], dtype=np.float32), np.asarray(labels[:count]), mask_input=lowres
@@ -189,14 +198,15 @@ def segment_image(
     shape = image.GetSize()[::-1]
     direction = image.GetDirection()
     half = PATCH_SIZE // 2
-    first = PatchGrid.centred_on(clicks_world[0], direction)
+    published = _published(predictor)
+    first = click_crop(image, clicks_world[0]) if published else PatchGrid.centred_on(clicks_world[0], direction)
     merged = np.zeros(shape, dtype=bool)
     queue, visited = deque([(0, 0, 0)]), {(0, 0, 0)}
     windows, used = [], set()
     while queue and len(windows) < max_windows:
         key = queue.popleft()
-        centre = first.index_zyx_to_world(np.full(3, half) + half * np.asarray(key))
-        grid = PatchGrid.centred_on(centre, direction)
+        grid = PatchGrid.from_window(first.geometry, half * np.asarray(key))
+        centre = grid.index_zyx_to_world(np.full(3, float(half)))
         points, point_labels = [], []
         if windows:
             known = grid.sample(_as_image(merged, image), sitk.sitkNearestNeighbor) >= 0.5
@@ -209,7 +219,10 @@ def segment_image(
             points.append(index[i])
             point_labels.append(labels[i])
             used.add(int(i))
-        patch = normalize_intensity(grid.sample(image, sitk.sitkLinear, 0.0), modality)
+        if published:
+            patch = sample_crop(image, grid)
+        else:
+            patch = normalize_intensity(grid.sample(image, sitk.sitkLinear, 0.0), modality)
         probability = _predict_window(predictor, patch, points, point_labels)
         windows.append(centre)
         region = grid.footprint(geometry, shape)
@@ -248,7 +261,7 @@ def segment(
         image_path (str | Path): 3D image (NIfTI, NRRD, MHA, ...).
         points (array-like): (N, 3) clicks: (z, y, x) voxel indices of the image array, or (x, y, z)
             LPS world mm when `world`.
-        checkpoint (str | Path): model checkpoint (``model.network.checkpoint`` format).
+        checkpoint (str | Path): model checkpoint (ours, or a published SAM-Med3D ``vit_b_ori`` file).
         out_path (str | Path): mask file to write (uint8 0/1, the image's size, spacing, origin and
             direction; format from the suffix).
         labels (sequence of int | None): per click 1 positive, 0 negative; default all positive.
@@ -303,7 +316,9 @@ def add_arguments(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--negative", dest="clicks", action=_ClickAction, const=0, metavar="Z,Y,X",
                         help="negative click (not the target), repeatable")
     parser.add_argument("--world", action="store_true", help="clicks are x,y,z world mm (LPS) instead of voxels")
-    parser.add_argument("--checkpoint", required=True, help="model checkpoint (sammed3d format)")
+    parser.add_argument(
+        "--checkpoint", required=True, help="model checkpoint (sammed3d format or a published SAM-Med3D .pth)"
+    )
     parser.add_argument("-o", "--output", required=True, help="mask file to write, e.g. mask.nii.gz")
     parser.add_argument("--modality", choices=("CT", "MR"), help="intensity normalisation (default: guessed)")
     parser.add_argument("--max-windows", type=int, default=MAX_WINDOWS, help="windows to follow a large target")

@@ -50,6 +50,7 @@ from model.clicks import challenge_click, paper_click
 from model.evaluation.crop import PATCH_SIZE, PatchGrid, paste_back_region
 from model.evaluation.metrics import NSD_TOLERANCE_MM, click_curve_auc, dice, normalized_surface_dice
 from model.evaluation.sensitivity import SENSITIVITY_COLUMNS, prompt_sensitivity
+from model.input_convention import check_convention, first_mask_prompt, ras_view, zscore_foreground
 from model.intensity import normalize_intensity
 from model.predictor import Predictor
 from model.targets import patch_start
@@ -75,8 +76,12 @@ class EvaluationSettings:
     # as training does, so that only the click says which structure is meant.
     crop_placement: str = "centred"
     prompt_sensitivity: bool = True
+    # "published": crops turned to the published (R, A, S) axis order and z-scored over voxels > 0 without
+    # CT clipping (model.input_convention), for networks loaded from published weights; every method sees them.
+    input_convention: str = "native"
 
     def __post_init__(self) -> None:
+        check_convention(self.input_convention)
         if self.crop_placement not in CROP_PLACEMENTS:
             raise ValueError(f"crop_placement must be one of {CROP_PLACEMENTS}, got {self.crop_placement!r}")
 
@@ -92,7 +97,8 @@ class NetworkMethod:
     Args:
         predictor (Predictor): the loaded network.
         clicks_fed (str): "new" feeds only the latest click, "all" every click so far; the previous
-            step's low-resolution logits are always the mask prompt.
+            step's low-resolution logits are always the mask prompt (for the first click: none, or the
+            all-zero prompt for a network of the published convention, as the published code runs it).
     """
 
     def __init__(self, predictor: Predictor, clicks_fed: str) -> None:
@@ -105,7 +111,9 @@ class NetworkMethod:
     def start(self, patch: np.ndarray) -> None:
         """patch: (128, 128, 128) float32 normalised intensities, (z, y, x)."""
         self.predictor.set_image(torch.from_numpy(np.ascontiguousarray(patch, dtype=np.float32)))
-        self._lowres = None
+        model = self.predictor.model
+        published = getattr(model, "convention", "native") == "published"
+        self._lowres = first_mask_prompt(model.image_size, self.predictor.device) if published else None
 
     def step(self, points: np.ndarray, labels: np.ndarray) -> np.ndarray:
         """points (N, 3) (z, y, x) patch voxel indices, labels (N,) -> (128, 128, 128) float32 probabilities."""
@@ -193,22 +201,25 @@ def prepare_case(
     label_path: str | None,
     labels: OriginalLabels,
     rng: np.random.Generator | None = None,
+    convention: str = "native",
 ) -> MaskCase:
     """Read the patch around the mask's bounding box and its references (see the module docstring).
-    `rng`: None centres the box in the patch; a generator places it at random (``patch_start``'s jitter)."""
+    `rng`: None centres the box in the patch; a generator places it at random (``patch_start``'s jitter).
+    `convention` "published": the patch, target and label map in (R, A, S) axis order
+    (``model.input_convention.ras_view``), z-scored over voxels > 0 without clipping."""
     start = patch_start(np.asarray(mask.bbox_zyx), PATCH_SIZE, rng)
     window = catalog.read_patch(mask.image_id, tuple(start + PATCH_SIZE // 2), (PATCH_SIZE,) * 3)
     shard = catalog.shard(mask.image_id)
     stored = Geometry(
         tuple(shard.attrs["spacing_xyz"]), tuple(shard.attrs["origin_xyz"]), tuple(shard.attrs["direction"])
     )
-    case = MaskCase(
-        row=mask,
-        patch=normalize_intensity(window["image"], mask.modality),
-        target=window["label"] == mask.label_value,
-        grid=PatchGrid.from_window(stored, window["start"], PATCH_SIZE),
-        labels=window["label"],
-    )
+    grid = PatchGrid.from_window(stored, window["start"], PATCH_SIZE)
+    if check_convention(convention) == "published":
+        (image, label), grid = ras_view([window["image"], window["label"]], grid)
+        patch, label = zscore_foreground(np.ascontiguousarray(image)), np.ascontiguousarray(label)
+    else:
+        patch, label = normalize_intensity(window["image"], mask.modality), window["label"]
+    case = MaskCase(row=mask, patch=patch, target=label == mask.label_value, grid=grid, labels=label)
     found = original_reference(catalog, mask, label_path, labels)
     if found is None:
         return case
@@ -289,7 +300,9 @@ def evaluate_masks(
         placement = None
         if settings.crop_placement == "random":
             placement = np.random.default_rng([*mask_seed(seed, mask.mask_id), 1])
-        case = prepare_case(catalog, mask, label_paths.get(mask.image_id), labels, placement)
+        case = prepare_case(
+            catalog, mask, label_paths.get(mask.image_id), labels, placement, settings.input_convention
+        )
         if not case.target.any():
             skipped.append({"mask_id": mask.mask_id, "reason": "no target voxel in the patch"})
             continue

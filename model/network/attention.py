@@ -1,6 +1,14 @@
 """Multi-head self-attention over a 3D token grid with decomposed relative position bias.
 
 Also holds the window partitioning used by the published ("reference") block layout.
+
+Conventions (``CONVENTIONS``). Write b_a[qz, qy, qx, k] = q(qz, qy, qx) · R_a[i_a - k], the per-axis
+terms for query position i and key coordinate k along axis a. "native" adds, for key (kz, ky, kx),
+b_z[.., kz] + b_y[.., ky] + b_x[.., kx]. "published" reproduces the broadcasting of the published
+SAM-Med3D code, which its weights learned with: b_z[qz, qy, qx, kx] + b_y[qz, qy, kz, kx]
++ b_x[qz, qy, ky, kx] (every offset lands on the key's x axis; the y and x terms are read at the
+key's z and y in place of the query's x). That only broadcasts on cubic grids, which the published
+8^3 grid and 14^3 windows are.
 """
 
 from __future__ import annotations
@@ -8,6 +16,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+CONVENTIONS = ("native", "published")
 
 
 def relative_table_lookup(table: torch.Tensor, size: int) -> torch.Tensor:
@@ -32,8 +42,9 @@ def decomposed_rel_pos_bias(
     rel_z: torch.Tensor,
     rel_y: torch.Tensor,
     rel_x: torch.Tensor,
+    convention: str = "native",
 ) -> torch.Tensor:
-    """Additive attention bias q·R_z[qz-kz] + q·R_y[qy-ky] + q·R_x[qx-kx].
+    """Additive attention bias q·R_z[qz-kz] + q·R_y[qy-ky] + q·R_x[qx-kx] ("native").
 
     The bias for all N*N pairs is separable into three per-axis terms, each of which
     only needs an (N, S) product, so the full (N, N) bias costs N*3S dot products
@@ -43,6 +54,8 @@ def decomposed_rel_pos_bias(
         q (Tensor): (..., N, C) queries, unscaled, tokens flattened in (z, y, x) order, N = D*H*W.
         grid (tuple[int, int, int]): (D, H, W) token grid of the attention.
         rel_z, rel_y, rel_x (Tensor): (2D-1, C), (2H-1, C), (2W-1, C) offset tables.
+        convention (str): "native", or "published" for the published broadcasting of the three
+            terms (see the module docstring; needs D = H = W).
 
     Returns:
         Tensor (..., N, N): bias indexed [query token, key token], both in (z, y, x) flattening.
@@ -53,7 +66,15 @@ def decomposed_rel_pos_bias(
     bz = torch.einsum("...zyxc,zkc->...zyxk", qg, relative_table_lookup(rel_z, d))
     by = torch.einsum("...zyxc,ykc->...zyxk", qg, relative_table_lookup(rel_y, h))
     bx = torch.einsum("...zyxc,xkc->...zyxk", qg, relative_table_lookup(rel_x, w))
-    bias = bz[..., :, None, None] + by[..., None, :, None] + bx[..., None, None, :]
+    if convention == "published":
+        if not d == h == w:
+            raise ValueError(f"the published relative-position broadcasting needs a cubic grid, got {grid}")
+        # Result axes (qz, qy, qx, kz, ky, kx); see the module docstring for what lands where.
+        bias = bz[..., None, None, :] + by[..., None, :, None, :] + bx[..., None, None, :, :]
+    elif convention == "native":
+        bias = bz[..., :, None, None] + by[..., None, :, None] + bx[..., None, None, :]
+    else:
+        raise ValueError(f"convention must be one of {CONVENTIONS}, got {convention!r}")
     n = d * h * w
     return bias.reshape(*lead, n, n)
 
@@ -110,16 +131,20 @@ class RelPosAttention(nn.Module):
         num_heads (int): number of heads; head width is C // num_heads.
         grid_size (int): S, edge of the cubic grid this layer attends over (sizes the
             offset tables to (2S-1, head_dim)).
+        convention (str): relative-position broadcasting, "native" or "published" (module docstring).
 
     Input (B, S, S, S, C) -> output (B, S, S, S, C), axes (batch, z, y, x, channel).
     """
 
-    def __init__(self, dim: int, num_heads: int, grid_size: int) -> None:
+    def __init__(self, dim: int, num_heads: int, grid_size: int, convention: str = "native") -> None:
         super().__init__()
+        if convention not in CONVENTIONS:
+            raise ValueError(f"convention must be one of {CONVENTIONS}, got {convention!r}")
         if dim % num_heads:
             raise ValueError(f"dim {dim} is not divisible by num_heads {num_heads}")
         self.num_heads = num_heads
         self.grid_size = grid_size
+        self.convention = convention
         head_dim = dim // num_heads
         self.qkv = nn.Linear(dim, 3 * dim, bias=True)
         self.proj = nn.Linear(dim, dim)
@@ -136,7 +161,7 @@ class RelPosAttention(nn.Module):
         n = d * h * w
         qkv = self.qkv(x).reshape(b, n, 3, self.num_heads, c // self.num_heads)
         q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
-        bias = decomposed_rel_pos_bias(q, (d, h, w), self.rel_pos_z, self.rel_pos_y, self.rel_pos_x)
+        bias = decomposed_rel_pos_bias(q, (d, h, w), self.rel_pos_z, self.rel_pos_y, self.rel_pos_x, self.convention)
         # SDPA adds a float attn_mask after scaling q·k, which is exactly where the bias belongs.
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
         out = out.transpose(1, 2).reshape(b, d, h, w, c)

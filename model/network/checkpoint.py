@@ -1,4 +1,5 @@
-"""Our checkpoint format: weights plus the registry name and attention mode to rebuild the network.
+"""Our checkpoint format: weights plus the registry name, attention mode, click map and convention to
+rebuild the network.
 
 Files are plain tensors, numbers and strings, loaded with ``weights_only=True``. The published
 SAM-Med3D layout is read by :mod:`model.network.published`.
@@ -23,7 +24,8 @@ def save_checkpoint(path: str | os.PathLike, model: Sam3D, extra: Mapping[str, A
 
     Args:
         path (str | PathLike): destination file.
-        model (Sam3D): model to save; its registry name and attention mode are recorded.
+        model (Sam3D): model to save; its registry name, attention mode, click map and convention
+            are recorded.
         extra (Mapping | None): additional entries (tensors, numbers, strings, lists, dicts
             only, so the file stays loadable with ``weights_only=True``).
     """
@@ -33,6 +35,7 @@ def save_checkpoint(path: str | os.PathLike, model: Sam3D, extra: Mapping[str, A
             "model_name": model.name,
             "attention_mode": model.attention_mode,
             "click_map": model.click_map,
+            "convention": model.convention,
             "model_state_dict": model.state_dict(),
             "extra": dict(extra or {}),
         },
@@ -44,12 +47,26 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     """Load the raw payload of our checkpoint on CPU with ``weights_only=True``.
 
     Returns:
-        dict with keys format, model_name, attention_mode, model_state_dict, extra.
+        dict with keys format, model_name, attention_mode, click_map, convention, model_state_dict, extra
+        (click_map and convention absent in files written before they existed).
     """
     payload = torch.load(path, map_location="cpu", weights_only=True)
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(f"{path} is not a {CHECKPOINT_FORMAT} checkpoint")
     return payload
+
+
+def checkpoint_layout(payload: Mapping[str, Any]) -> tuple[str, str, bool, str]:
+    """(model name, attention mode, click map, convention) recorded in our checkpoint payload.
+
+    Files written before the click map or the convention existed have none and the native convention.
+    """
+    return (
+        payload["model_name"],
+        payload["attention_mode"],
+        bool(payload.get("click_map", False)),
+        str(payload.get("convention", "native")),
+    )
 
 
 def load_model_weights(path: str | os.PathLike, model: Sam3D | None = None) -> Sam3D:
@@ -62,15 +79,18 @@ def load_model_weights(path: str | os.PathLike, model: Sam3D | None = None) -> S
     Returns:
         Sam3D holding the checkpoint weights.
     """
-    payload = read_checkpoint(path)
-    # Checkpoints written before the click map existed have none.
-    layout = (payload["model_name"], payload["attention_mode"], bool(payload.get("click_map", False)))
+    return model_from_payload(read_checkpoint(path), model)
+
+
+def model_from_payload(payload: Mapping[str, Any], model: Sam3D | None = None) -> Sam3D:
+    """:func:`load_model_weights` on an already-read payload (see :func:`read_checkpoint`)."""
+    layout = checkpoint_layout(payload)
     if model is None:
         model = build_model(*layout)
-    elif (model.name, model.attention_mode, model.click_map) != layout:
+    elif (model.name, model.attention_mode, model.click_map, model.convention) != layout:
         raise ValueError(
-            "checkpoint holds {}/{}/click_map={}, model is {}/{}/click_map={}".format(
-                *layout, model.name, model.attention_mode, model.click_map
+            "checkpoint holds {}/{}/click_map={}/convention={}, model is {}/{}/click_map={}/convention={}".format(
+                *layout, model.name, model.attention_mode, model.click_map, model.convention
             )
         )
     model.load_state_dict(payload["model_state_dict"], strict=True)

@@ -9,6 +9,9 @@ Two attention layouts share every weight except the relative-position tables:
   SAM-Med3D code does. With window 14 on an 8^3 grid that is a single 14^3 window
   of 2,744 tokens, most of them padding; this mode exists only so the published
   checkpoint loads and behaves as trained.
+
+Independently, ``convention="published"`` makes every block add its relative-position bias with the
+published broadcasting (:mod:`model.network.attention`); only networks loaded from published weights use it.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from model.network.attention import RelPosAttention, merge_windows, partition_windows
+from model.network.attention import CONVENTIONS, RelPosAttention, merge_windows, partition_windows
 from model.network.layers import FeedForward, LayerNorm3d
 
 ATTENTION_MODES = ("native", "reference")
@@ -34,15 +37,24 @@ class EncoderBlock(nn.Module):
         grid_size (int): edge of the full token grid.
         window_size (int): 0 for global attention, else the edge of the cubic
             attention window (the grid is zero-padded up to a multiple of it).
+        convention (str): relative-position broadcasting, "native" or "published".
 
     Input and output: (B, D, H, W, C), axes (batch, z, y, x, channel).
     """
 
-    def __init__(self, dim: int, num_heads: int, mlp_ratio: float, grid_size: int, window_size: int) -> None:
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        mlp_ratio: float,
+        grid_size: int,
+        window_size: int,
+        convention: str = "native",
+    ) -> None:
         super().__init__()
         self.window_size = window_size
         self.norm_attn = nn.LayerNorm(dim, eps=1e-6)
-        self.attn = RelPosAttention(dim, num_heads, window_size or grid_size)
+        self.attn = RelPosAttention(dim, num_heads, window_size or grid_size, convention)
         self.norm_mlp = nn.LayerNorm(dim, eps=1e-6)
         self.mlp = FeedForward(dim, int(dim * mlp_ratio), nn.GELU)
 
@@ -96,6 +108,8 @@ class ImageEncoder3D(nn.Module):
         window_size (int): window edge used by windowed blocks in reference mode.
         global_attn_indexes (Sequence[int]): blocks that stay global in reference mode.
         attention_mode (str): "native" (all blocks global) or "reference" (published windowing).
+        convention (str): "native", or "published" (published relative-position broadcasting; needs
+            reference attention, the layout the published weights have).
 
     Input (B, in_chans, img_size, img_size, img_size), axes (batch, channel, z, y, x).
     Output (B, out_chans, G, G, G) with G = img_size // patch_size, axes (batch, channel, z, y, x).
@@ -114,14 +128,20 @@ class ImageEncoder3D(nn.Module):
         window_size: int = 14,
         global_attn_indexes: Sequence[int] = (2, 5, 8, 11),
         attention_mode: str = "native",
+        convention: str = "native",
     ) -> None:
         super().__init__()
         if attention_mode not in ATTENTION_MODES:
             raise ValueError(f"attention_mode must be one of {ATTENTION_MODES}, got {attention_mode!r}")
+        if convention not in CONVENTIONS:
+            raise ValueError(f"convention must be one of {CONVENTIONS}, got {convention!r}")
+        if convention == "published" and attention_mode != "reference":
+            raise ValueError("the published convention needs attention_mode 'reference' (the published windowing)")
         if img_size % patch_size:
             raise ValueError(f"img_size {img_size} is not a multiple of patch_size {patch_size}")
         self.img_size = img_size
         self.attention_mode = attention_mode
+        self.convention = convention
         self.grid_size = img_size // patch_size
         self.patch_embed = nn.Conv3d(in_chans, embed_dim, kernel_size=patch_size, stride=patch_size)
         self.pos_embed = nn.Parameter(torch.zeros(1, self.grid_size, self.grid_size, self.grid_size, embed_dim))
@@ -134,6 +154,7 @@ class ImageEncoder3D(nn.Module):
                 mlp_ratio,
                 self.grid_size,
                 window_size if windowed and i not in global_attn_indexes else 0,
+                convention,
             )
             for i in range(depth)
         )

@@ -2,7 +2,10 @@
 
 Every coordinate here is a (z, y, x) voxel index of the input cube; the Fourier
 encoding of a point and the dense encoding of the token grid use the same axis
-order, so a click lands on the token whose centre it sits on.
+order, so a click lands on the token whose centre it sits on. Networks loaded from published SAM-Med3D
+weights use ``convention="published"``: the published dense grid feeds the grid's axis-0 coordinate to
+the projection's second row and its axis-1 coordinate to the first (its points are not swapped), and
+its decoder learned with that, so we reproduce it for those weights only.
 """
 
 from __future__ import annotations
@@ -62,11 +65,13 @@ class FourierPositionEncoding3D(nn.Module):
         """
         return self.encode_unit((points + 0.5) / image_size)
 
-    def grid(self, size: int) -> torch.Tensor:
+    def grid(self, size: int, swap_first_axes: bool = False) -> torch.Tensor:
         """Encode the centres of a size^3 grid of cells covering the cube.
 
         Args:
             size (int): G, cells per axis.
+            swap_first_axes (bool): feed the axis-0 coordinate to the projection's row 1 and the
+                axis-1 coordinate to row 0 (the published convention).
 
         Returns:
             Tensor (C, G, G, G), spatial axes (z, y, x).
@@ -74,7 +79,8 @@ class FourierPositionEncoding3D(nn.Module):
         device = self.gaussian_matrix.device
         centres = (torch.arange(size, device=device, dtype=torch.float32) + 0.5) / size
         zz, yy, xx = torch.meshgrid(centres, centres, centres, indexing="ij")
-        pe = self.encode_unit(torch.stack([zz, yy, xx], dim=-1))
+        rows = [yy, zz, xx] if swap_first_axes else [zz, yy, xx]
+        pe = self.encode_unit(torch.stack(rows, dim=-1))
         return pe.permute(3, 0, 1, 2)
 
 
@@ -158,6 +164,8 @@ class PromptEncoder3D(nn.Module):
         num_frequencies (int | None): Fourier frequencies F; None means C // 2.
         click_map (bool): also encode clicks densely on the token grid (:class:`ClickMap`), added to the
             dense embedding; off for the published layout.
+        convention (str): "native", or "published" (dense grid with its first two axes swapped
+            relative to the points, see the module docstring).
 
     Point labels: 1 positive, 0 negative, -1 padding (no point; uses ``not_a_point_embed``
     with its positional part zeroed). Boxes are two opposite corners, each with its own
@@ -172,8 +180,12 @@ class PromptEncoder3D(nn.Module):
         mask_hidden_chans: int = 16,
         num_frequencies: int | None = None,
         click_map: bool = False,
+        convention: str = "native",
     ) -> None:
         super().__init__()
+        if convention not in ("native", "published"):
+            raise ValueError(f"convention must be 'native' or 'published', got {convention!r}")
+        self.convention = convention
         self.embed_dim = embed_dim
         self.image_size = image_size
         self.grid_size = grid_size
@@ -191,9 +203,10 @@ class PromptEncoder3D(nn.Module):
 
         Returns:
             Tensor (1, C, G, G, G), spatial axes (z, y, x); token (i, j, k) is encoded at its
-            centre, voxel (16i + 7.5, 16j + 7.5, 16k + 7.5) for a 128^3 cube with 16^3 patches.
+            centre, voxel (16i + 7.5, 16j + 7.5, 16k + 7.5) for a 128^3 cube with 16^3 patches
+            (at (16j + 7.5, 16i + 7.5, 16k + 7.5) in the published convention).
         """
-        return self.fourier.grid(self.grid_size).unsqueeze(0)
+        return self.fourier.grid(self.grid_size, swap_first_axes=self.convention == "published").unsqueeze(0)
 
     def embed_points(self, points: torch.Tensor, labels: torch.Tensor, pad: bool) -> torch.Tensor:
         """Embed clicks.

@@ -6,16 +6,18 @@ such as ``image_encoder.blocks.{i}.attn.rel_pos_d`` or ``mask_decoder.output_ups
 :data:`PUBLISHED_KEY_RULES` lists every accepted name and its counterpart here. Other
 entries of that dict (optimizer state, losses, args) are ignored.
 
-Loading is strict on names and shapes, but not output-identical to the published code:
-the published prompt encoder encodes the dense token grid with its first two axes
-swapped relative to the clicks, while ours encodes both in (z, y, x). The published
-decoder learned with that mismatch, so expect to fine-tune after loading.
+Loading is strict on names and shapes, and the network it returns computes what the published
+code computes (``convention="published"``: its windowed attention, its relative-position
+broadcasting and its dense grid with the first two axes swapped relative to the points; checked
+against ``../shared/fixtures/published_parity``). Its inputs follow the published convention too:
+RAS crops in (x, y, z) order, see :mod:`model.input_convention`.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import pickle
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -107,20 +109,97 @@ def published_to_ours(key: str) -> str:
     raise KeyError(f"no mapping for published key {key!r}")
 
 
-def _published_state_dict(source: str | os.PathLike | Mapping[str, Any]) -> Mapping[str, torch.Tensor]:
-    if isinstance(source, Mapping):
-        payload = source
-    else:
+def ours_to_published(name: str) -> str | None:
+    """The published key of one of our parameter names (inverse of :func:`published_to_ours`).
+
+    Returns:
+        str | None: e.g. ``"image_encoder.blocks.3.attn.rel_pos_d"`` for ``"image_encoder.blocks.3.attn.rel_pos_z"``;
+        None when the published layout has no such parameter (NOT_IN_PUBLISHED).
+    """
+    for pattern, template in PUBLISHED_KEY_RULES:
+        groups = re.findall(r"\(([^()]*)\)", pattern)
+        order = [int(n) for n in re.findall(r"\\(\d)", template)]
+        literals = re.split(r"\\\d", template)
+        regex = "".join(
+            re.escape(part) + (f"({groups[order[i] - 1]})" if i < len(order) else "") for i, part in enumerate(literals)
+        )
+        match = re.fullmatch(regex, name)
+        if match:
+            values = {number: match.group(i + 1) for i, number in enumerate(order)}
+            counter = iter(range(1, len(groups) + 1))
+            key = re.sub(r"\([^()]*\)", lambda _: values[next(counter)], pattern).replace("\\.", ".")
+            if published_to_ours(key) == name:
+                return key
+    return None
+
+
+def _short(keys: list[str], limit: int = 8) -> str:
+    shown = ", ".join(keys[:limit])
+    return shown + (f", ... ({len(keys)} in all)" if len(keys) > limit else "")
+
+
+def open_checkpoint_file(path: str | os.PathLike) -> Any:
+    """``torch.load`` on CPU with ``weights_only=True`` (argparse.Namespace allowed).
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: the file needs arbitrary pickled Python objects (refused: unpickling them can run
+            any code) or is not a torch file at all; the message names the file and the reason.
+    """
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"checkpoint file {os.fspath(path)!r} does not exist")
+    try:
         # The published training script stores its argparse arguments next to the weights.
         with torch.serialization.safe_globals([argparse.Namespace]):
-            payload = torch.load(source, map_location="cpu", weights_only=True)
-    if "model_state_dict" not in payload:
-        raise ValueError("published checkpoint has no 'model_state_dict' entry")
-    return payload["model_state_dict"]
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        first = str(exc).strip().splitlines()
+        reason = next((line.strip() for line in first if "GLOBAL" in line or "Unsupported" in line), first[0])
+        raise ValueError(
+            f"refusing to load {os.fspath(path)!r}: it needs arbitrary pickled Python objects ({reason}), and "
+            "unpickling those can run any code. Only tensors, numbers, strings, containers and "
+            "argparse.Namespace are accepted; re-save the weights as a plain state dict from a trusted copy."
+        ) from None
+    except RuntimeError as exc:
+        raise ValueError(f"{os.fspath(path)!r} is not a readable torch checkpoint: {exc}") from None
+
+
+def _published_state_dict(source: str | os.PathLike | Mapping[str, Any]) -> Mapping[str, torch.Tensor]:
+    payload = source if isinstance(source, Mapping) else open_checkpoint_file(source)
+    if not isinstance(payload, Mapping):
+        raise ValueError(f"published checkpoint holds a {type(payload).__name__}, not a dict")
+    if "model_state_dict" in payload:
+        state = payload["model_state_dict"]
+    elif any(str(key).startswith("image_encoder.") for key in payload):
+        state = payload  # a bare state dict
+    else:
+        raise ValueError(
+            "published checkpoint has no 'model_state_dict' entry "
+            f"(top-level keys: {_short(sorted(map(str, payload)))})"
+        )
+    if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ValueError("published checkpoint's 'model_state_dict' is not a dict of tensors")
+    return state
+
+
+def _size_hint(state: Mapping[str, torch.Tensor]) -> str:
+    """A sentence about the encoder/decoder sizes the state dict holds, when they are not vit_b_ori's."""
+    hints = []
+    pos = state.get("image_encoder.pos_embed")
+    if pos is not None and pos.shape[-1] != 768:
+        known = {1024: "vit_l", 1280: "vit_h"}.get(int(pos.shape[-1]), "unknown")
+        hints.append(f"its encoder width is {int(pos.shape[-1])} ({known}), vit_b_ori's is 768")
+    depth = {int(m.group(1)) for k in state if (m := re.match(r"image_encoder\.blocks\.(\d+)\.", k))}
+    if depth and len(depth) != 12:
+        hints.append(f"it has {len(depth)} encoder blocks, vit_b_ori has 12")
+    tokens = state.get("mask_decoder.iou_token.weight")
+    if tokens is not None and tokens.shape[-1] != 384:
+        hints.append(f"its decoder width is {int(tokens.shape[-1])}, vit_b_ori's is 384")
+    return ("; ".join(hints) + ". ") if hints else ""
 
 
 def load_published_checkpoint(source: str | os.PathLike | Mapping[str, Any]) -> tuple[Sam3D, list[str]]:
-    """Load the published SAM-Med3D ``vit_b_ori`` weights into our model, strictly.
+    """Load the published SAM-Med3D ``vit_b_ori`` weights (SAM-Med3D, SAM-Med3D-turbo) into our model.
 
     Every published key must map (see :func:`published_to_ours`) to a distinct
     parameter of ours with the same shape, and every parameter of ours except
@@ -128,37 +207,50 @@ def load_published_checkpoint(source: str | os.PathLike | Mapping[str, Any]) -> 
 
     Args:
         source (str | PathLike | Mapping): checkpoint file, opened with ``weights_only=True``
-            (argparse.Namespace allowed), or its already-loaded dict; a file that stores
-            other Python objects must be loaded by the caller, from a trusted source.
+            (argparse.Namespace allowed), or its already-loaded dict (with ``model_state_dict``,
+            or the bare state dict).
 
     Returns:
-        model (Sam3D): ``vit_b_ori`` in reference attention mode.
+        model (Sam3D): ``vit_b_ori`` in reference attention mode and the published convention, no
+            click map: it computes what the published code computes.
         not_loaded (list[str]): our names left at their initial values (the box-corner embeddings).
+
+    Raises:
+        ValueError: keys unknown, missing or of the wrong shape (all named, with a hint when the file
+            holds another model size), or a file that needs arbitrary pickled objects.
     """
     published = _published_state_dict(source)
-    model = build_model("vit_b_ori", attention_mode="reference")
+    model = build_model("vit_b_ori", attention_mode="reference", convention="published")
     ours = model.state_dict()
     loaded: dict[str, torch.Tensor] = {}
-    errors = []
+    unknown, duplicate, misshaped = [], [], []
     for key, value in published.items():
         try:
             name = published_to_ours(key)
-        except KeyError as exc:
-            errors.append(str(exc))
+        except KeyError:
+            unknown.append(key)
             continue
         if name not in ours:
-            errors.append(f"{key} maps to {name}, which the model does not have")
+            unknown.append(key)
         elif name in loaded:
-            errors.append(f"{key} maps to {name}, already loaded from another key")
+            duplicate.append(f"{key} (-> {name})")
         elif tuple(value.shape) != tuple(ours[name].shape):
-            errors.append(f"{key}: shape {tuple(value.shape)} != {name} {tuple(ours[name].shape)}")
+            misshaped.append(f"{key} {tuple(value.shape)} (vit_b_ori: {tuple(ours[name].shape)})")
         else:
             loaded[name] = value.to(ours[name].dtype)
-    not_loaded = sorted(set(ours) - set(loaded))
-    missing = [name for name in not_loaded if name not in NOT_IN_PUBLISHED]
-    if missing:
-        errors.append(f"published checkpoint lacks {missing}")
+    present = {published_to_ours(k) for k in published if k not in unknown}
+    missing = sorted(
+        ours_to_published(name) or name for name in set(ours) - present if name not in NOT_IN_PUBLISHED
+    )
+    errors = [
+        f"{label} keys: {_short(keys)}"
+        for label, keys in (("missing", missing), ("unexpected", unknown), ("mis-shaped", misshaped),
+                            ("duplicate", duplicate))
+        if keys
+    ]
     if errors:
-        raise ValueError("published checkpoint does not match vit_b_ori:\n" + "\n".join(errors))
+        raise ValueError(
+            "checkpoint does not match the published vit_b_ori layout. " + _size_hint(published) + "; ".join(errors)
+        )
     model.load_state_dict({**ours, **loaded}, strict=True)
-    return model, not_loaded
+    return model, sorted(set(ours) - set(loaded))

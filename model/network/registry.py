@@ -27,6 +27,7 @@ def build_sam3d(
     patch_size: int = 16,
     attention_mode: str = "native",
     click_map: bool = False,
+    convention: str = "native",
 ) -> Sam3D:
     """Assemble a Sam3D from widths and depths.
 
@@ -47,6 +48,8 @@ def build_sam3d(
         attention_mode (str): "native" or "reference".
         click_map (bool): the prompt encoder also encodes clicks densely on the token grid
             (``model.network.prompt_encoder.ClickMap``; not in the published model).
+        convention (str): "native" (consistent axes everywhere) or "published" (the published code's
+            relative-position broadcasting and dense-grid axis swap; needs attention_mode "reference").
 
     Returns:
         Sam3D taking (B, 1, S, S, S) and returning logits (B, M, 4G, 4G, 4G).
@@ -62,9 +65,15 @@ def build_sam3d(
         window_size=window_size,
         global_attn_indexes=global_attn_indexes,
         attention_mode=attention_mode,
+        convention=convention,
     )
     prompt_encoder = PromptEncoder3D(
-        embed_dim, image_size=image_size, grid_size=grid, num_frequencies=pe_frequencies, click_map=click_map
+        embed_dim,
+        image_size=image_size,
+        grid_size=grid,
+        num_frequencies=pe_frequencies,
+        click_map=click_map,
+        convention=convention,
     )
     decoder = MaskDecoder3D(
         embed_dim,
@@ -75,7 +84,7 @@ def build_sam3d(
     return Sam3D(encoder, prompt_encoder, decoder, name=name)
 
 
-def build_vit_b_ori(attention_mode: str = "native", click_map: bool = False) -> Sam3D:
+def build_vit_b_ori(attention_mode: str = "native", click_map: bool = False, convention: str = "native") -> Sam3D:
     """Published SAM-Med3D ``vit_b_ori`` layout (ViT-B encoder, 384-wide decoder), 128^3 input."""
     return build_sam3d(
         name="vit_b_ori",
@@ -90,10 +99,11 @@ def build_vit_b_ori(attention_mode: str = "native", click_map: bool = False) -> 
         pe_frequencies=128,
         attention_mode=attention_mode,
         click_map=click_map,
+        convention=convention,
     )
 
 
-def build_vit_tiny(attention_mode: str = "native", click_map: bool = False) -> Sam3D:
+def build_vit_tiny(attention_mode: str = "native", click_map: bool = False, convention: str = "native") -> Sam3D:
     """Small configuration for CPU training and tests; same structure, narrower and shallower."""
     return build_sam3d(
         name="vit_tiny",
@@ -107,6 +117,7 @@ def build_vit_tiny(attention_mode: str = "native", click_map: bool = False) -> S
         iou_head_hidden_dim=64,
         attention_mode=attention_mode,
         click_map=click_map,
+        convention=convention,
     )
 
 
@@ -116,7 +127,9 @@ MODEL_REGISTRY: dict[str, Callable[..., Sam3D]] = {
 }
 
 
-def build_model(name: str, attention_mode: str = "native", click_map: bool = False) -> Sam3D:
+def build_model(
+    name: str, attention_mode: str = "native", click_map: bool = False, convention: str = "native"
+) -> Sam3D:
     """Build a registered configuration.
 
     Args:
@@ -124,10 +137,11 @@ def build_model(name: str, attention_mode: str = "native", click_map: bool = Fal
         attention_mode (str): "native" (fast, global attention everywhere) or "reference"
             (published windowing, needed to load the published checkpoint).
         click_map (bool): dense click encoding in the prompt encoder (see :func:`build_sam3d`).
+        convention (str): "native" or "published" (see :func:`build_sam3d`).
 
     Returns:
         Sam3D with freshly initialised weights.
     """
     if name not in MODEL_REGISTRY:
         raise KeyError(f"unknown model {name!r}; known: {sorted(MODEL_REGISTRY)}")
-    return MODEL_REGISTRY[name](attention_mode=attention_mode, click_map=click_map)
+    return MODEL_REGISTRY[name](attention_mode=attention_mode, click_map=click_map, convention=convention)

@@ -60,6 +60,16 @@ class Sam3D(nn.Module):
         return self.prompt_encoder.click_map is not None
 
     @property
+    def convention(self) -> str:
+        """"native" (consistent axes) or "published" (the published code's quirks and input convention).
+
+        Published weights learned with the published code's relative-position broadcasting and its
+        dense-grid axis swap, on RAS (x, y, z) crops z-scored over voxels > 0
+        (:mod:`model.input_convention`); networks trained here use one consistent encoding.
+        """
+        return self.image_encoder.convention
+
+    @property
     def attention_mode(self) -> str:
         """"native" or "reference", see :mod:`model.network.image_encoder`."""
         return self.image_encoder.attention_mode

@@ -89,6 +89,9 @@ class ClickLoop(nn.Module):
         lowres_target = None
         prediction = torch.zeros_like(truth)
         points = labels = mask_prompt = None
+        if getattr(self.model, "convention", "native") == "published":  # published first click: all-zero mask prompt
+            edge = self.model.image_size // 4
+            mask_prompt = image.new_zeros(image.shape[0], 1, edge, edge, edge)
         total = image.new_zeros((), dtype=torch.float32)
         self.iteration_losses: list[torch.Tensor] = []
         for iteration in range(self.iterations):

@@ -66,6 +66,10 @@ class TrainConfig(BaseModel):
     recipe: Literal["paper", "promptable"] = DEFAULT_RECIPE
     # Not in the paper: clicks also encoded densely on the token grid (model.network.prompt_encoder.ClickMap).
     click_map: bool = RECIPES[DEFAULT_RECIPE]["click_map"]
+    # Fine-tuning: start from these weights (our checkpoint, or a published SAM-Med3D vit_b_ori .pth). The
+    # file's architecture wins over `model` and `click_map`, and its convention is kept: published weights
+    # train on published-convention crops (model.input_convention).
+    init: str | None = Field(None, description="weights to start from (ours or a published SAM-Med3D file)")
 
     # Which masks to train on (pandas filters on masks.parquet; None = all).
     categories: list[str] | None = None

@@ -22,7 +22,12 @@ from pydantic import ValidationError
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
+from catalog.reader import Catalog
+from model.input_convention import ras_order, ras_tensor
+from model.network.checkpoint import checkpoint_layout
+from model.network.loading import load_network
 from model.network.registry import build_model
+from model.network.sam3d import Sam3D
 from model.targets import select_masks
 from model.training.batching import (
     batches_per_epoch,
@@ -87,6 +92,38 @@ def _check_resumable(saved: dict[str, Any], config: TrainConfig) -> None:
         raise ValueError(f"cannot resume: the configuration differs from the checkpoint's in {changed}")
 
 
+def _initial_model(config: TrainConfig, state: dict[str, Any] | None, is_main: bool) -> Sam3D:
+    """The network to train: the resumed checkpoint's architecture, else ``config.init``'s, else the config's."""
+    if state is not None:
+        return build_model(*checkpoint_layout(state))
+    if config.init is None:
+        return build_model(config.model, click_map=config.click_map)
+    model = load_network(config.init)
+    if is_main and (model.name, model.click_map) != (config.model, config.click_map):
+        print(
+            f"--init {config.init}: training its architecture ({model.name}, click_map={model.click_map}, "
+            f"convention {model.convention}); the configuration's model {config.model} / "
+            f"click_map={config.click_map} do not apply"
+        )
+    return model
+
+
+def ras_orders(catalog_root: str, masks) -> dict[str, tuple]:
+    """{mask_id: (order, flips)} turning each mask's stored (z, y, x) patch into (R, A, S) order."""
+    catalog = Catalog(catalog_root)
+    by_image = {
+        image_id: ras_order(catalog.shard(image_id).attrs["direction"]) for image_id in masks.image_id.unique()
+    }
+    return {mask_id: by_image[image_id] for mask_id, image_id in zip(masks.mask_id, masks.image_id)}
+
+
+def _to_ras(image: torch.Tensor, target: torch.Tensor, orders: list[tuple]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, 1, S, S, S) image and target, each sample turned to (R, A, S) order."""
+    images = [ras_tensor(image[i], *orders[i]) for i in range(image.shape[0])]
+    targets = [ras_tensor(target[i], *orders[i]) for i in range(image.shape[0])]
+    return torch.stack(images).contiguous(), torch.stack(targets).contiguous()
+
+
 def _run_batches(consumed: int, n_batches: int, n_samples: int, config: TrainConfig, context: ProcessContext):
     """This process's micro-batches from micro-batch `consumed` on, epoch after epoch, as lists of
     (epoch, sample index) pairs for `PatchDataset`."""
@@ -116,7 +153,9 @@ def train(config: TrainConfig) -> dict[str, Any]:
 def _train(config: TrainConfig, context: ProcessContext) -> dict[str, Any]:
     device, out = context.device, Path(config.out)
     torch.manual_seed(config.seed)
-    model = build_model(config.model, click_map=config.click_map)
+    existing = list_checkpoints(out)
+    state = load_training_state(existing[-1]) if config.resume and existing else None
+    model = _initial_model(config, state, context.is_main)
     if config.patch_size != model.image_size:
         raise ValueError(f"patch_size {config.patch_size} does not match {config.model}'s input {model.image_size}")
     masks = select_masks(
@@ -130,9 +169,14 @@ def _train(config: TrainConfig, context: ProcessContext) -> dict[str, Any]:
         min_stored_voxels=config.min_mask_voxels,
     )
     n_batches = batches_per_epoch(len(masks), config.batch_size, context.world_size)
+    ras = None
+    if model.convention == "published":
+        # Published weights see RAS (x, y, z) crops z-scored over voxels > 0 without CT clipping: any
+        # modality but "CT" is normalised that way, and each sample is turned to RAS on the device.
+        ras = ras_orders(config.catalog, masks)
     dataset = PatchDataset(
         config.catalog,
-        masks,
+        masks if ras is None else masks.assign(modality="published"),
         patch_size=config.patch_size,
         jitter=config.jitter,
         flips=config.flips,
@@ -147,9 +191,7 @@ def _train(config: TrainConfig, context: ProcessContext) -> dict[str, Any]:
     scheduler = make_scheduler(optimizer, config)
 
     step, checkpoint, elapsed_before = 0, None, 0.0
-    existing = list_checkpoints(out)
-    if config.resume and existing:
-        state = load_training_state(existing[-1])
+    if state is not None:
         checkpoint = existing[-1] if context.is_main else None
         _check_resumable(state["extra"]["config"], config)
         model.load_state_dict(state["model_state_dict"], strict=True)
@@ -186,11 +228,15 @@ def _train(config: TrainConfig, context: ProcessContext) -> dict[str, Any]:
         micro = consumed % config.grad_accum_steps
         last_micro = micro == config.grad_accum_steps - 1
         sync = contextlib.nullcontext() if last_micro or not context.distributed else network.no_sync()
+        image = batch["image"].to(device, non_blocking=True).float()
+        target = unpack_labels(batch["label"].to(device, non_blocking=True)).float()
+        if ras is not None:
+            image, target = _to_ras(image, target, [ras[m] for m in batch["mask_id"]])
         with sync:
             with autocast_for(config, device):
                 loss = network(
-                    batch["image"].to(device, non_blocking=True).float(),
-                    unpack_labels(batch["label"].to(device, non_blocking=True)).float(),
+                    image,
+                    target,
                     click_seeds(config.seed, epoch, indices),
                     refine_iteration(config.seed, consumed, config.iterations_per_batch),
                     new_click_only_iterations(
@@ -266,6 +312,9 @@ def add_arguments(subparsers: argparse._SubParsersAction) -> argparse.ArgumentPa
     )
     parser.add_argument("--max-minutes", type=float, help="also stop after this many minutes of training")
     parser.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
+    parser.add_argument(
+        "--init", help="start from these weights: our checkpoint or a published SAM-Med3D .pth (its architecture wins)"
+    )
     return parser
 
 
@@ -281,6 +330,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
             ("recipe", args.recipe),
             ("max_minutes", args.max_minutes),
             ("resume", True if args.resume else None),
+            ("init", args.init),
         )
         if value is not None
     }

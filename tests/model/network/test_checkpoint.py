@@ -172,3 +172,86 @@ def test_published_checkpoint_from_file(tmp_path):
     model, not_loaded = load_published_checkpoint(path)
     assert not_loaded == ["prompt_encoder.box_corner_embed"]
     assert model.image_encoder.pos_embed.abs().sum() == 0
+
+
+class _Unsafe:
+    """A class the weights_only unpickler does not know: stands for any arbitrary pickled object."""
+
+
+def test_a_file_needing_arbitrary_pickled_objects_is_refused_with_the_reason(tmp_path):
+    path = tmp_path / "pickled.pth"
+    torch.save({"model_state_dict": {}, "trainer": _Unsafe()}, path)
+    with pytest.raises(ValueError, match="arbitrary pickled Python objects.*_Unsafe.*can run any code"):
+        load_published_checkpoint(path)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load_published_checkpoint(tmp_path / "absent.pth")
+
+
+def test_errors_name_missing_unexpected_and_misshaped_keys(published):
+    broken = dict(published)
+    del broken["mask_decoder.mask_tokens.weight"]
+    del broken["image_encoder.blocks.4.attn.rel_pos_d"]
+    broken["image_encoder.extra.weight"] = torch.zeros(3)
+    broken["image_encoder.blocks.0.attn.rel_pos_h"] = torch.zeros(15, 64)
+    with pytest.raises(ValueError) as error:
+        load_published_checkpoint({"model_state_dict": broken})
+    message = str(error.value)
+    assert "missing keys: image_encoder.blocks.4.attn.rel_pos_d, mask_decoder.mask_tokens.weight" in message
+    assert "unexpected keys: image_encoder.extra.weight" in message
+    assert "mis-shaped keys: image_encoder.blocks.0.attn.rel_pos_h (15, 64) (vit_b_ori: (27, 64))" in message
+
+
+def _resized(shapes: dict[str, tuple[int, ...]], old: int, new: int) -> dict[str, torch.Tensor]:
+    return {k: torch.zeros(tuple(new if n == old else n for n in s)) for k, s in shapes.items()}
+
+
+@pytest.mark.parametrize(
+    ("size", "hint"),
+    [("vit_l", "encoder width is 1024 (vit_l)"), ("vit_h", "encoder width is 1280 (vit_h)"),
+     ("decoder_256", "decoder width is 256")],
+)
+def test_other_model_sizes_are_named(size, hint):
+    shapes = published_shapes()
+    if size == "decoder_256":
+        state = _resized({k: v for k, v in shapes.items() if not k.startswith("image_encoder")}, 384, 256)
+        state.update({k: torch.zeros(v) for k, v in shapes.items() if k.startswith("image_encoder")})
+    else:
+        width, depth = {"vit_l": (1024, 24), "vit_h": (1280, 32)}[size]
+        state = _resized(shapes, 768, width)
+        for i in range(12, depth):  # the deeper encoders' extra blocks
+            state.update({k.replace(".blocks.0.", f".blocks.{i}."): v for k, v in state.items() if ".blocks.0." in k})
+    with pytest.raises(ValueError, match="does not match the published vit_b_ori layout") as error:
+        load_published_checkpoint({"model_state_dict": state})
+    message = str(error.value)
+    assert hint in message and "mis-shaped keys: " in message
+    if size != "decoder_256":
+        assert "unexpected keys: image_encoder.blocks.12." in message and "blocks" in message
+
+
+def test_the_convention_is_recorded_and_old_checkpoints_are_native(tmp_path):
+    published = build_model("vit_tiny", attention_mode="reference", convention="published")
+    path = tmp_path / "published_tiny.pt"
+    save_checkpoint(path, published)
+    assert load_model_weights(path).convention == "published"
+    with pytest.raises(ValueError, match="convention=published"):
+        load_model_weights(path, build_model("vit_tiny", attention_mode="reference"))
+    payload = torch.load(path, weights_only=True)
+    del payload["convention"]  # written before the setting existed
+    torch.save(payload, path)
+    assert load_model_weights(path).convention == "native"
+
+
+def test_load_network_reads_ours_and_the_published_layout(tmp_path):
+    from model.network.loading import load_network
+
+    ours = tmp_path / "ours.pt"
+    save_checkpoint(ours, build_model("vit_tiny", click_map=True))
+    restored = load_network(ours)
+    assert (restored.name, restored.click_map, restored.convention) == ("vit_tiny", True, "native")
+    published = tmp_path / "published.pth"
+    torch.save({"model_state_dict": {k: torch.zeros(s) for k, s in published_shapes().items()}}, published)
+    network = load_network(published)
+    assert (network.name, network.click_map, network.convention) == ("vit_b_ori", False, "published")
+    torch.save({"model_state_dict": {"image_encoder.pos_embed": torch.zeros(1, 8, 8, 8, 768)}}, published)
+    with pytest.raises(ValueError, match="missing keys: image_encoder.blocks.0"):
+        load_network(published)

@@ -79,3 +79,34 @@ def test_new_click_only_draws_are_reproducible_and_follow_the_fraction():
     assert new_click_only_iterations(0, 5, 11, 0.5) == new_click_only_iterations(0, 5, 11, 0.5)
     counts = [len(new_click_only_iterations(0, b, 11, 0.5)) for b in range(400)]
     assert 4.5 < sum(counts) / len(counts) < 5.5
+
+
+class _RecordingMaskPrompts(_FixedLogits):
+    """A network of the given convention that records the mask prompt of each decode."""
+
+    image_size = 32
+
+    def __init__(self, lowres, convention):
+        super().__init__(lowres)
+        self.convention = convention
+        self.mask_prompts = []
+
+    def decode(self, embeddings, points=None, labels=None, mask_prompt=None):
+        self.mask_prompts.append(None if mask_prompt is None else mask_prompt.detach().clone())
+        return super().decode(embeddings, points, labels, mask_prompt)
+
+
+@pytest.mark.parametrize("convention", ["native", "published"])
+def test_the_first_mask_prompt_follows_the_convention(convention):
+    model = _RecordingMaskPrompts(torch.full((2, 1, 8, 8, 8), 3.0), convention)
+    target = torch.zeros(2, 1, 32, 32, 32)
+    target[..., 4:12, 4:12, 4:12] = 1
+    ClickLoop(model, iterations=3, loss_resolution="lowres")(
+        torch.zeros(2, 1, 32, 32, 32), target, torch.tensor([3, 4]), refine_iteration=1
+    )
+    first, later = model.mask_prompts[0], model.mask_prompts[1]
+    if convention == "published":  # the published code's first click: all-zero logits, not "no mask"
+        assert first is not None and first.shape == (2, 1, 8, 8, 8) and not first.any()
+    else:
+        assert first is None
+    torch.testing.assert_close(later, torch.full((2, 1, 8, 8, 8), 3.0))
