@@ -182,6 +182,11 @@ def paste_back(
 ) -> sitk.Image:
     """Map a patch prediction into the geometry of `reference` (any orientation, any spacing).
 
+    Resamples onto the whole reference grid, as the published paste-back does: where a reference voxel lies
+    exactly half-way between two patch voxels (a 1 mm grid under a 1.5 mm patch), nearest-neighbour ties then
+    fall the same way as there, to the last bit (`paste_back_region`, which resamples only the patch's
+    footprint from a shifted origin, breaks about a third of those ties the other way).
+
     Args:
         values (ndarray): (size, size, size) (z, y, x) probabilities in [0, 1] or a 0/1 mask.
         grid (PatchGrid): the patch's grid.
@@ -191,12 +196,10 @@ def paste_back(
     Returns:
         sitk.Image uint8 0/1 mask with the reference's size, spacing, origin and direction.
     """
-    geometry = Geometry.of(reference)
-    shape = reference.GetSize()[::-1]
-    mask = np.zeros(shape, dtype=np.uint8)
-    region = grid.footprint(geometry, shape)
-    if region is not None:
-        mask[region] = paste_back_region(values, grid, geometry, region, interpolator)
-    image = sitk.GetImageFromArray(mask)
+    resampled = sitk.Resample(
+        grid.to_image(np.asarray(values, dtype=np.float32)), reference, sitk.Transform(), interpolator, 0.0,
+        sitk.sitkFloat32,
+    )
+    image = sitk.GetImageFromArray((sitk.GetArrayViewFromImage(resampled) >= 0.5).astype(np.uint8))
     image.CopyInformation(reference)
     return image
