@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,24 @@ class CatalogNotFoundError(Exception):
     """The folder holds no catalog (no images.parquet)."""
 
 
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+
+
+def local_catalog_root(location: str | Path) -> Path:
+    """The catalog folder named by `location`; a URL (``s3://bucket/run``, ``gs://``, ``file://``...) is an error.
+
+    Catalogs live in local (or mounted) folders; object storage is not supported yet (issue 15). Without this
+    check ``s3://cat/run1`` would silently become a local folder named ``s3:``.
+    """
+    text = str(location)
+    if _URL.match(text):
+        raise ValueError(
+            f"catalog location {text!r} is a URL; catalogs must be local or mounted folders (object storage such as "
+            "s3:// is not supported yet)"
+        )
+    return Path(text)
+
+
 class Catalog:
     """A curated catalog at `root`.
 
@@ -27,7 +46,7 @@ class Catalog:
     def __init__(self, root: str | Path, chunk_cache_bytes: int = 0):
         """Open the catalog at `root`; `chunk_cache_bytes` > 0 keeps that many bytes of decoded chunks
         (a :class:`~catalog.chunk_cache.ChunkCache`) for :meth:`read_patch`; 0 decodes every read afresh."""
-        self.root = Path(root)
+        self.root = local_catalog_root(root)
         if not (self.root / IMAGES_TABLE).is_file():
             raise CatalogNotFoundError(f"{self.root} holds no catalog: {IMAGES_TABLE} not found (run `sammed3d curate`)")
         if chunk_cache_bytes < 0:

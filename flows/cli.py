@@ -121,8 +121,10 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _curate(args: argparse.Namespace) -> int:
+    from catalog.reader import local_catalog_root
     from pipeline.config import CurationConfig
 
+    local_catalog_root(args.catalog)  # before a Prefect server starts: a URL is a clear error, not a folder "s3:"
     for source in args.sources:
         if not Path(source).exists():
             raise FileNotFoundError(f"source {source} does not exist")

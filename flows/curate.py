@@ -27,6 +27,7 @@ from catalog.lock import catalog_lock
 from catalog.qc import qc_images_for_report
 from catalog.report import curation_report_markdown
 from catalog.schema import IMAGES_TABLE
+from catalog.reader import local_catalog_root
 from catalog.writer import consolidate, finished_parts, read_part_images, write_part, write_shard
 from pipeline.catalog_rows import source_hash, source_hashes
 from pipeline.config import CurationConfig
@@ -204,7 +205,7 @@ def curate(
     same time fails at once with CatalogLockedError, naming the run that holds it.
     """
     logger = get_run_logger()
-    root = Path(catalog)
+    root = local_catalog_root(catalog)
     root.mkdir(parents=True, exist_ok=True)
     # One writer per catalog: a second run at once would fold the first one's parts in mid-flight.
     with catalog_lock(root, owner=f"flow run {flow_run.name!r} ({flow_run.id})"):

@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from catalog.reader import local_catalog_root
 from model.network.registry import MODEL_REGISTRY
 from pipeline.config import read_config_mapping
 
@@ -147,6 +148,7 @@ class TrainConfig(BaseModel):
 
     @model_validator(mode="after")
     def _known_model(self) -> "TrainConfig":
+        local_catalog_root(self.catalog)
         if self.model not in MODEL_REGISTRY:
             raise ValueError(f"unknown model {self.model!r}; known: {sorted(MODEL_REGISTRY)}")
         return self
