@@ -34,16 +34,11 @@ from model.evaluation.crop import PATCH_SIZE, PATCH_SPACING_MM, PatchGrid
 from model.intensity import normalize_intensity
 from pipeline.geometry import Geometry
 
-CONVENTIONS = ("native", "published")
+# The modality name under which model.intensity z-scores over voxels > 0 without clipping, as the published
+# code does (any name but "CT" would do; this one says why).
+PUBLISHED_MODALITY = "published"
 # World (LPS) unit vectors of the RAS axes R, A, S.
 _RAS_IN_LPS = np.diag([-1.0, -1.0, 1.0])
-
-
-def check_convention(convention: str) -> str:
-    """`convention` itself; ValueError naming the known ones otherwise."""
-    if convention not in CONVENTIONS:
-        raise ValueError(f"input convention must be one of {CONVENTIONS}, got {convention!r}")
-    return convention
 
 
 def ras_grid(source: Geometry, size_xyz, spacing_mm: float = PATCH_SPACING_MM) -> tuple[Geometry, tuple[int, ...]]:
@@ -126,7 +121,7 @@ def click_crop(image: sitk.Image, click_world_xyz, size: int = PATCH_SIZE) -> Pa
 
 def zscore_foreground(crop: np.ndarray) -> np.ndarray:
     """Step 4: (S, S, S) crop z-scored with the mean and std of its voxels > 0 (no clipping), float32."""
-    return normalize_intensity(crop, modality="published")  # any modality but "CT": no clipping
+    return normalize_intensity(crop, modality=PUBLISHED_MODALITY)
 
 
 def sample_crop(image: sitk.Image, grid: PatchGrid) -> np.ndarray:
@@ -134,11 +129,17 @@ def sample_crop(image: sitk.Image, grid: PatchGrid) -> np.ndarray:
     return zscore_foreground(grid.sample(image, sitk.sitkLinear, 0.0))
 
 
-def first_mask_prompt(model_image_size: int = PATCH_SIZE, device=None) -> torch.Tensor:
-    """Step 5: the all-zero low-resolution mask prompt of the first click, (1, 1, S/4, S/4, S/4)."""
-    edge = model_image_size // 4
-    return torch.zeros(1, 1, edge, edge, edge, device=device)
+def first_mask_prompt(model, batch: int = 1, device=None) -> torch.Tensor | None:
+    """The mask prompt of a network's first decode.
 
+    Step 5 for a network of the published convention: the all-zero low-resolution mask, (batch, 1, S/4, S/4,
+    S/4) for its input edge S; None (the learned no-mask embedding) for a network trained here, or any model
+    without a ``convention``.
+    """
+    if getattr(model, "convention", "native") != "published":
+        return None
+    edge = model.image_size // 4
+    return torch.zeros(batch, 1, edge, edge, edge, device=device)
 
 
 def ras_order(direction) -> tuple[tuple[int, int, int], tuple[int, ...]]:
@@ -176,21 +177,19 @@ def ras_view(arrays: list[np.ndarray], grid: PatchGrid) -> tuple[list[np.ndarray
     Returns:
         (the arrays as (R, A, S) views, the PatchGrid of those views).
     """
+    order, flips = ras_order(grid.geometry.direction)
     direction = np.asarray(grid.geometry.direction, dtype=float).reshape(3, 3)
     vectors = [direction[:, 2 - a] for a in range(3)]  # LPS world direction of array axis a
-    in_ras = np.stack([_RAS_IN_LPS @ v for v in vectors], axis=1)  # rows R, A, S; columns array axes
-    order, _ = ras_order(grid.geometry.direction)
     origin = np.asarray(grid.geometry.origin_xyz, dtype=float)
     spacing = np.asarray(grid.geometry.spacing_xyz, dtype=float)[::-1]  # per array axis
-    new_vectors, flips = [], []
+    new_vectors = []
     for r in range(3):
         a = order[r]
-        step = vectors[a] * spacing[a]
-        if in_ras[r, a] < 0:
-            origin = origin + step * (grid.size - 1)
-            flips.append(r)
-            step = -step
-        new_vectors.append(step / spacing[a])
+        if r in flips:  # the axis runs against R/A/S: start from its last voxel and step backwards
+            origin = origin + vectors[a] * spacing[a] * (grid.size - 1)
+            new_vectors.append(-vectors[a])
+        else:
+            new_vectors.append(vectors[a])
     views = []
     for array in arrays:
         view = np.transpose(array, order)

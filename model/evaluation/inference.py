@@ -149,7 +149,8 @@ def _published(predictor) -> bool:
 def _predict_window(predictor, patch: np.ndarray, points: list[np.ndarray], labels: list[int]) -> np.ndarray:
     """One decode per click, each with all clicks so far and the previous low-res logits -> (S, S, S) probabilities."""
     predictor.set_image(torch.from_numpy(np.ascontiguousarray(patch, dtype=np.float32)))
-    lowres = first_mask_prompt(predictor.model.image_size, predictor.device) if _published(predictor) else None
+    # Stand-in predictors (tests) may carry no network: no convention, no mask prompt.
+    lowres = first_mask_prompt(getattr(predictor, "model", None), device=getattr(predictor, "device", None))
     for count in range(1, len(points) + 1):
         logits, _, lowres = predictor.predict(
             np.asarray(points[:count], dtype=np.float32), np.asarray(labels[:count]), mask_input=lowres

@@ -50,8 +50,9 @@ from model.clicks import challenge_click, paper_click
 from model.evaluation.crop import PATCH_SIZE, PatchGrid, paste_back_region
 from model.evaluation.metrics import NSD_TOLERANCE_MM, click_curve_auc, dice, normalized_surface_dice
 from model.evaluation.sensitivity import SENSITIVITY_COLUMNS, prompt_sensitivity
-from model.input_convention import check_convention, first_mask_prompt, ras_view, zscore_foreground
+from model.input_convention import first_mask_prompt, ras_view, zscore_foreground
 from model.intensity import normalize_intensity
+from model.network.attention import check_convention
 from model.predictor import Predictor
 from model.targets import patch_start
 from pipeline.geometry import Geometry
@@ -111,9 +112,7 @@ class NetworkMethod:
     def start(self, patch: np.ndarray) -> None:
         """patch: (128, 128, 128) float32 normalised intensities, (z, y, x)."""
         self.predictor.set_image(torch.from_numpy(np.ascontiguousarray(patch, dtype=np.float32)))
-        model = self.predictor.model
-        published = getattr(model, "convention", "native") == "published"
-        self._lowres = first_mask_prompt(model.image_size, self.predictor.device) if published else None
+        self._lowres = first_mask_prompt(self.predictor.model, device=self.predictor.device)
 
     def step(self, points: np.ndarray, labels: np.ndarray) -> np.ndarray:
         """points (N, 3) (z, y, x) patch voxel indices, labels (N,) -> (128, 128, 128) float32 probabilities."""

@@ -20,6 +20,13 @@ from torch import nn
 CONVENTIONS = ("native", "published")
 
 
+def check_convention(convention: str) -> str:
+    """`convention` itself; ValueError naming the known ones otherwise."""
+    if convention not in CONVENTIONS:
+        raise ValueError(f"convention must be one of {CONVENTIONS}, got {convention!r}")
+    return convention
+
+
 def relative_table_lookup(table: torch.Tensor, size: int) -> torch.Tensor:
     """Expand a relative-offset table into a (query, key) lookup.
 
@@ -138,8 +145,7 @@ class RelPosAttention(nn.Module):
 
     def __init__(self, dim: int, num_heads: int, grid_size: int, convention: str = "native") -> None:
         super().__init__()
-        if convention not in CONVENTIONS:
-            raise ValueError(f"convention must be one of {CONVENTIONS}, got {convention!r}")
+        check_convention(convention)
         if dim % num_heads:
             raise ValueError(f"dim {dim} is not divisible by num_heads {num_heads}")
         self.num_heads = num_heads

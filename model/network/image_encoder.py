@@ -21,7 +21,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from model.network.attention import CONVENTIONS, RelPosAttention, merge_windows, partition_windows
+from model.network.attention import RelPosAttention, check_convention, merge_windows, partition_windows
 from model.network.layers import FeedForward, LayerNorm3d
 
 ATTENTION_MODES = ("native", "reference")
@@ -133,9 +133,7 @@ class ImageEncoder3D(nn.Module):
         super().__init__()
         if attention_mode not in ATTENTION_MODES:
             raise ValueError(f"attention_mode must be one of {ATTENTION_MODES}, got {attention_mode!r}")
-        if convention not in CONVENTIONS:
-            raise ValueError(f"convention must be one of {CONVENTIONS}, got {convention!r}")
-        if convention == "published" and attention_mode != "reference":
+        if check_convention(convention) == "published" and attention_mode != "reference":
             raise ValueError("the published convention needs attention_mode 'reference' (the published windowing)")
         if img_size % patch_size:
             raise ValueError(f"img_size {img_size} is not a multiple of patch_size {patch_size}")

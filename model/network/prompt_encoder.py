@@ -15,6 +15,7 @@ import math
 import torch
 from torch import nn
 
+from model.network.attention import check_convention
 from model.network.layers import LayerNorm3d
 
 
@@ -183,9 +184,7 @@ class PromptEncoder3D(nn.Module):
         convention: str = "native",
     ) -> None:
         super().__init__()
-        if convention not in ("native", "published"):
-            raise ValueError(f"convention must be 'native' or 'published', got {convention!r}")
-        self.convention = convention
+        self.convention = check_convention(convention)
         self.embed_dim = embed_dim
         self.image_size = image_size
         self.grid_size = grid_size

@@ -15,6 +15,7 @@ from monai.losses import DiceCELoss
 from torch import nn
 
 from model.clicks import training_clicks
+from model.input_convention import first_mask_prompt
 from model.network.sam3d import Sam3D
 
 LOSS_RESOLUTIONS = ("patch", "lowres")
@@ -88,10 +89,8 @@ class ClickLoop(nn.Module):
         truth = target > 0.5
         lowres_target = None
         prediction = torch.zeros_like(truth)
-        points = labels = mask_prompt = None
-        if getattr(self.model, "convention", "native") == "published":  # published first click: all-zero mask prompt
-            edge = self.model.image_size // 4
-            mask_prompt = image.new_zeros(image.shape[0], 1, edge, edge, edge)
+        points = labels = None
+        mask_prompt = first_mask_prompt(self.model, batch=image.shape[0], device=image.device)
         total = image.new_zeros((), dtype=torch.float32)
         self.iteration_losses: list[torch.Tensor] = []
         for iteration in range(self.iterations):

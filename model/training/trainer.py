@@ -23,7 +23,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from catalog.reader import Catalog
-from model.input_convention import ras_order, ras_tensor
+from model.input_convention import PUBLISHED_MODALITY, ras_order, ras_tensor
 from model.network.checkpoint import checkpoint_layout
 from model.network.loading import load_network
 from model.network.registry import build_model
@@ -176,7 +176,7 @@ def _train(config: TrainConfig, context: ProcessContext) -> dict[str, Any]:
         ras = ras_orders(config.catalog, masks)
     dataset = PatchDataset(
         config.catalog,
-        masks if ras is None else masks.assign(modality="published"),
+        masks if ras is None else masks.assign(modality=PUBLISHED_MODALITY),
         patch_size=config.patch_size,
         jitter=config.jitter,
         flips=config.flips,

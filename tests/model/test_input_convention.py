@@ -61,7 +61,7 @@ def test_published_crop_logits_and_paste_back(case, raw_data, published_model):
             embedding,
             torch.from_numpy(fixture["click_roi"].astype(np.float32))[None, None],
             torch.ones(1, 1, dtype=torch.long),
-            mask_prompt=first_mask_prompt(),
+            mask_prompt=first_mask_prompt(published_model),
         )
     published_logits = torch.from_numpy(fixture["lowres"])
     logits_error = float((logits - published_logits).abs().max() / published_logits.abs().max())

@@ -4,12 +4,14 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
+from catalog.schema import SPLIT_SIDE_SOURCES
 from pipeline.config import CurationConfig
 from pipeline.curate import curate_case
 from pipeline.geometry import Geometry
 from pipeline.phantoms import CT_LABELS, LPS_DIRECTION, RAS_ON_DISK_DIRECTION, write_torso_ct_case
 from pipeline.records import CaseRecord, ChannelSource
 from pipeline.steps.step2_mask_cleaning import find_components
+from pipeline.steps.step4_symmetry_split import SPLIT_SOURCES
 from pipeline.laterality.plane import estimate_plane
 from pipeline.laterality.surface import CutSurface
 from pipeline.steps.step4_symmetry_split import check_sides, split_components_by_side
@@ -80,3 +82,8 @@ def test_side_check_counts_disagreeing_pairs():
     mixed = check_sides({**agree, **disagree})
     assert mixed.pairs == 2 and mixed.disagreeing == ("lung",) and not mixed.suspect
     assert check_sides(disagree).suspect
+
+
+def test_the_catalog_knows_the_same_split_side_sources_as_step_4():
+    # catalog/ may not import pipeline/, so catalog.schema mirrors the step's values.
+    assert set(SPLIT_SIDE_SOURCES) == set(SPLIT_SOURCES)
