@@ -1,8 +1,9 @@
 """Per-dataset report of a catalog: what was kept and why the rest was not, categories, grids, duplicates.
 
-`write_dataset_report(root)` writes `<root>/report/datasets.md` and one PNG per dataset beside it
-(`<root>/report/<dataset>.png`: original spacing and physical extent histograms per axis, kept masks per
-category, images and masks per curation rule), plus `<root>/report/duplicates.csv` (`catalog.leaks` pairs).
+`write_dataset_report(root)` writes `report/datasets.md` into the catalog (a folder or an S3 prefix) and
+one PNG per dataset beside it (`report/<dataset>.png`: original spacing and physical extent histograms per
+axis, kept masks per category, images and masks per curation rule), plus `report/duplicates.csv`
+(`catalog.leaks` pairs).
 """
 
 from __future__ import annotations
@@ -26,18 +27,25 @@ REPORT_DIR = "report"
 TOP_CATEGORIES = 25
 
 
-def write_dataset_report(root: str | Path, out_dir: str | Path | None = None) -> Path:
-    """Write the report files to `out_dir` (default `<root>/report/`); returns the path of datasets.md."""
-    root = Path(root)
+def write_dataset_report(root: str | Path, out_dir: str | Path | None = None) -> Path | str:
+    """Write the report files to `out_dir` (default `report/` in the catalog, local or S3); returns the path
+    (or URL, in an S3 catalog) of datasets.md."""
     catalog = Catalog(root)
+    if out_dir is not None:
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
+        return _write_report(catalog, Path(out_dir))
+    with catalog.location.local_output(REPORT_DIR) as folder:
+        written = _write_report(catalog, folder)
+    return written if catalog.location.is_local else catalog.location.url_of(f"{REPORT_DIR}/datasets.md")
+
+
+def _write_report(catalog: Catalog, folder: Path) -> Path:
     images, masks = catalog.images(), catalog.masks()
-    folder = Path(out_dir) if out_dir else root / REPORT_DIR
-    folder.mkdir(parents=True, exist_ok=True)
     pairs = find_duplicate_pairs(images)
     pairs.to_csv(folder / "duplicates.csv", index=False)
 
     lines = [
-        f"# Datasets in `{root.name}`",
+        f"# Datasets in `{catalog.location.name}`",
         "",
         f"{images.dataset.nunique()} datasets, {len(images)} images ({(images.status == 'kept').sum()} kept), "
         f"{len(masks)} masks ({(masks.status == 'kept').sum()} kept); {len(pairs)} duplicate image pairs "
@@ -131,8 +139,8 @@ def _plot_dataset(dataset: str, images: pd.DataFrame, masks: pd.DataFrame, out: 
 def add_arguments(catalog_commands: argparse._SubParsersAction) -> None:
     """`sammed3d catalog report DIR [-o FOLDER]`."""
     report = catalog_commands.add_parser("report", help="per-dataset report: counts, reasons, histograms, duplicates")
-    report.add_argument("root", help="catalog folder")
-    report.add_argument("-o", "--out", metavar="FOLDER", help="output folder (default <root>/report)")
+    report.add_argument("root", help="catalog folder or s3:// URL")
+    report.add_argument("-o", "--out", metavar="FOLDER", help="output folder (default report/ in the catalog)")
 
 
 def run(args: argparse.Namespace) -> int:

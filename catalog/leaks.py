@@ -213,7 +213,7 @@ def _replace(table: pa.Table, column: str, values: list) -> pa.Table:
 def add_arguments(catalog_commands: argparse._SubParsersAction) -> None:
     """`sammed3d catalog leaks DIR`: list duplicate pairs and the groups they form."""
     leaks = catalog_commands.add_parser("leaks", help="list images that are the same scan (duplicates, crops)")
-    leaks.add_argument("root", help="catalog folder")
+    leaks.add_argument("root", help="catalog folder or s3:// URL")
 
 
 def run(args: argparse.Namespace) -> int:

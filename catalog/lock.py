@@ -97,7 +97,11 @@ def _is_current(fd: int, path: Path) -> bool:
 
 
 def _refusal(path: Path, wait_s: float) -> str:
-    holder = lock_holder(path.parent)
+    return refusal_message(str(path.parent), lock_holder(path.parent), wait_s)
+
+
+def refusal_message(catalog: str, holder: dict | None, wait_s: float) -> str:
+    """The CatalogLockedError text: which catalog, who holds it (from the lock's contents) since when."""
     who = (
         f"{holder.get('owner') or 'a curation run'} on host {holder.get('host')}, pid {holder.get('pid')}, "
         f"since {holder.get('since')}"
@@ -106,6 +110,6 @@ def _refusal(path: Path, wait_s: float) -> str:
     )
     waited = f" (waited {wait_s:g} s)" if wait_s > 0 else ""
     return (
-        f"catalog {path.parent} is being written by {who}{waited}; "
+        f"catalog {catalog} is being written by {who}{waited}; "
         "rerun when it has finished (reruns are incremental)"
     )

@@ -24,6 +24,7 @@ import numpy as np  # noqa: E402
 import SimpleITK as sitk  # noqa: E402
 
 from catalog.reader import Catalog  # noqa: E402
+from catalog.store.location import CatalogLocation  # noqa: E402
 
 QC_DIR = Path("report") / "qc"
 # Soft-tissue window for CT (HU); other modalities use the 1st-99.5th percentile of the body.
@@ -151,34 +152,52 @@ def mask_views(root: str | Path, mask_id: str) -> tuple[list[View], dict, dict]:
     return radiological_views(image, label), mask_row, image_row
 
 
-def show_mask(root: str | Path, mask_id: str, out_png: str | Path | None = None) -> Path:
-    """Write the QC picture of a kept mask; default path `<root>/report/qc/<mask_id>.png`."""
+def show_mask(root: str | Path, mask_id: str, out_png: str | Path | None = None) -> Path | str:
+    """Write the QC picture of a kept mask; default `report/qc/<mask_id>.png` in the catalog (local or S3).
+
+    Returns the picture's path (or URL in an S3 catalog)."""
+    if out_png is not None:
+        return _render_mask(root, mask_id, Path(out_png))
+    location = CatalogLocation.parse(root)
+    with location.local_output(QC_DIR.as_posix()) as folder:
+        written = _render_mask(root, mask_id, folder / f"{mask_id}.png")
+    return written if location.is_local else location.url_of(f"{QC_DIR.as_posix()}/{mask_id}.png")
+
+
+def _render_mask(root: str | Path, mask_id: str, out_png: Path) -> Path:
     views, mask_row, image_row = mask_views(root, mask_id)
     title = (f"{mask_row['category']}  ({mask_row['volume_ml']:.1f} ml)   {image_row['dataset']} / "
              f"{image_row['case_id']} / {image_row['channel_name']}   mask {mask_id}")
-    out_png = Path(out_png) if out_png else Path(root) / QC_DIR / f"{mask_id}.png"
     return render_views(views, title, out_png, image_row["modality"])
 
 
-def qc_images_for_report(root: str | Path, n: int = 6, out_dir: str | Path | None = None) -> list[Path]:
+def qc_images_for_report(root: str | Path, n: int = 6, out_dir: str | Path | None = None) -> list[Path | str]:
     """QC pictures of up to `n` kept masks, spread over datasets (the largest kept mask of each dataset's
-    first kept image, then the next largest...), written to `out_dir` (default `<root>/report/qc/`)."""
-    out_dir = Path(out_dir) if out_dir else Path(root) / QC_DIR
+    first kept image, then the next largest...), written to `out_dir` (default `report/qc/` in the catalog,
+    local or S3). Returns their paths (URLs in an S3 catalog)."""
     masks = Catalog(root).masks()
     kept = masks[masks.status == "kept"].sort_values(["dataset", "image_id", "volume_ml", "mask_id"],
                                                      ascending=[True, True, False, True])
     first_images = kept.groupby("dataset").image_id.transform("first")
     kept = kept[kept.image_id == first_images]
     kept = kept.assign(rank=kept.groupby("dataset").cumcount()).sort_values(["rank", "dataset"])
-    return [show_mask(root, mask_id, out_dir / f"{mask_id}.png") for mask_id in kept.mask_id.head(n)]
+    chosen = list(kept.mask_id.head(n))
+    if out_dir is not None:
+        return [_render_mask(root, mask_id, Path(out_dir) / f"{mask_id}.png") for mask_id in chosen]
+    location = CatalogLocation.parse(root)
+    with location.local_output(QC_DIR.as_posix()) as folder:
+        written = [_render_mask(root, mask_id, folder / f"{mask_id}.png") for mask_id in chosen]
+    if location.is_local:
+        return written
+    return [location.url_of(f"{QC_DIR.as_posix()}/{mask_id}.png") for mask_id in chosen]
 
 
 def add_arguments(catalog_commands: argparse._SubParsersAction) -> None:
     """`sammed3d catalog show DIR --mask ID [-o PNG]`."""
     show = catalog_commands.add_parser("show", help="QC picture of one mask (axial, coronal, sagittal views)")
-    show.add_argument("root", help="catalog folder")
+    show.add_argument("root", help="catalog folder or s3:// URL")
     show.add_argument("--mask", required=True, metavar="ID", help="mask_id from masks.parquet")
-    show.add_argument("-o", "--out", metavar="PNG", help="output file (default <root>/report/qc/<ID>.png)")
+    show.add_argument("-o", "--out", metavar="PNG", help="output file (default report/qc/<ID>.png in the catalog)")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import numpy as np
@@ -10,47 +9,43 @@ import pandas as pd
 import zarr
 
 from catalog.chunk_cache import ChunkCache, prepare_window
-from catalog.schema import IMAGE_SCHEMA, IMAGES_TABLE, MASK_SCHEMA, MASKS_TABLE
+from catalog.schema import IMAGE_SCHEMA, IMAGES_TABLE, MASK_SCHEMA
+from catalog.store.location import CatalogLocation
+from catalog.store.manifest import read_manifest, table_file
 
 
 class CatalogNotFoundError(Exception):
-    """The folder holds no catalog (no images.parquet)."""
-
-
-_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
-
-
-def local_catalog_root(location: str | Path) -> Path:
-    """The catalog folder named by `location`; a URL (``s3://bucket/run``, ``gs://``, ``file://``...) is an error.
-
-    Catalogs live in local (or mounted) folders; object storage is not supported yet (issue 15). Without this
-    check ``s3://cat/run1`` would silently become a local folder named ``s3:``.
-    """
-    text = str(location)
-    if _URL.match(text):
-        raise ValueError(
-            f"catalog location {text!r} is a URL; catalogs must be local or mounted folders (object storage such as "
-            "s3:// is not supported yet)"
-        )
-    return Path(text)
+    """The location holds no catalog (no images table)."""
 
 
 class Catalog:
-    """A curated catalog at `root`.
+    """A curated catalog at `root`: a local folder or an ``s3://bucket/prefix`` URL.
 
     >>> cat = Catalog("catalog")                                     # doctest: +SKIP
     >>> m = cat.masks()
     >>> m[(m.status == "kept") & (m.modality == "CT") & (m.category == "liver") & (m.split == "train")]
     """
 
-    def __init__(self, root: str | Path, chunk_cache_bytes: int = 0):
+    def __init__(self, root: str | Path | CatalogLocation, chunk_cache_bytes: int = 0):
         """Open the catalog at `root`; `chunk_cache_bytes` > 0 keeps that many bytes of decoded chunks
-        (a :class:`~catalog.chunk_cache.ChunkCache`) for :meth:`read_patch`; 0 decodes every read afresh."""
-        self.root = local_catalog_root(root)
-        if not (self.root / IMAGES_TABLE).is_file():
-            raise CatalogNotFoundError(f"{self.root} holds no catalog: {IMAGES_TABLE} not found (run `sammed3d curate`)")
+        (a :class:`~catalog.chunk_cache.ChunkCache`) for :meth:`read_patch`; 0 decodes every read afresh.
+
+        The table files are fixed when the catalog is opened (on S3: the manifest read then), so a run
+        publishing meanwhile does not mix two versions into one reader."""
+        self.location = CatalogLocation.parse(root)
+        # A local catalog's root stays a Path (as before); an S3 catalog's is its URL.
+        self.root: Path | str = self.location.local_path if self.location.is_local else self.location.url
         if chunk_cache_bytes < 0:
             raise ValueError(f"chunk_cache_bytes must be >= 0, got {chunk_cache_bytes}")
+        if not self.location.is_local:
+            self.location.check_access(for_writing=False)
+        manifest = read_manifest(self.location)
+        self._images_file = table_file(self.location, "images", manifest)
+        self._masks_file = table_file(self.location, "masks", manifest)
+        if self._images_file is None:
+            raise CatalogNotFoundError(
+                f"{self.root} holds no catalog: {IMAGES_TABLE} not found (run `sammed3d curate`)"
+            )
         self._images: pd.DataFrame | None = None
         self._shard_cache: dict[str, zarr.Group] = {}
         # Opening an array of a group reads its metadata (about 0.6 ms); a patch reader asks again and again.
@@ -59,12 +54,21 @@ class Catalog:
 
     def images(self) -> pd.DataFrame:
         if self._images is None:
-            self._images = pd.read_parquet(self.root / IMAGES_TABLE, schema=IMAGE_SCHEMA)
+            self._images = self._read(self._images_file, IMAGE_SCHEMA)
         return self._images
 
     def masks(self) -> pd.DataFrame:
-        path = self.root / MASKS_TABLE
-        return pd.read_parquet(path, schema=MASK_SCHEMA) if path.exists() else MASK_SCHEMA.empty_table().to_pandas()
+        if self._masks_file is None:
+            return MASK_SCHEMA.empty_table().to_pandas()
+        return self._read(self._masks_file, MASK_SCHEMA)
+
+    def table(self, name: str) -> pd.DataFrame | None:
+        """Any other published table of the catalog (e.g. "duplicates") as a DataFrame; None when absent."""
+        relative = table_file(self.location, name)
+        return None if relative is None else self._read(relative, None)
+
+    def _read(self, relative: str, schema) -> pd.DataFrame:
+        return pd.read_parquet(self.location.path(relative), filesystem=self.location.fs, schema=schema)
 
     def shard(self, image_id: str) -> zarr.Group:
         """The image's Zarr group (arrays `image`, `label`; attrs with the stored geometry)."""
@@ -75,7 +79,8 @@ class Catalog:
                 raise KeyError(f"image {image_id!r} is not in the catalog")
             if row.iloc[0].status != "kept":
                 raise KeyError(f"image {image_id!r} was rejected: {row.iloc[0].reason}")
-            self._shard_cache[image_id] = zarr.open_group(str(self.root / row.iloc[0].shard_path), mode="r")
+            store = self.location.zarr_store(row.iloc[0].shard_path, read_only=True)
+            self._shard_cache[image_id] = zarr.open_group(store=store, mode="r")
         return self._shard_cache[image_id]
 
     def array(self, image_id: str, name: str) -> zarr.Array:

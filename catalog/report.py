@@ -102,7 +102,7 @@ def curation_report_markdown(root: str | Path, *, curated: int, skipped: int) ->
     images, masks = catalog.images(), catalog.masks()
     kept_masks = masks[masks.status == "kept"]
     lines = [
-        f"# Curation report: `{Path(root).name}`",
+        f"# Curation report: `{catalog.location.name}`",
         "",
         f"This run curated {curated} images and skipped {skipped} unchanged ones. The catalog holds "
         f"{len(images)} images ({(images.status == 'kept').sum()} kept) and {len(masks)} masks "

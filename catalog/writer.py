@@ -1,10 +1,15 @@
-"""Atomic catalog writes.
+"""Atomic catalog writes, in a local folder or under an S3 prefix (`catalog.store.CatalogLocation`).
 
-Order of a run: each image's Zarr shard is written under a temporary name and renamed into place; then
-its rows go to a per-case part file (also temp + rename); at the end of the run the parts are folded into
-images.parquet / masks.parquet, each replaced atomically. A reader only reads the two tables, so it never
-sees a row whose shard is missing, and a run killed at any point leaves the tables as they were; the next
-run picks up the finished parts and redoes the rest.
+Order of a run: each image's Zarr shard is written under its own content-addressed name
+(`shards/<dataset>/<image_id>-<content key>.zarr`, see pipeline.curate); then its rows go to a per-case
+part file; at the end of the run the parts are folded into the images and masks tables, published at once
+(`catalog.store.manifest`). A reader only reads the published tables, so it never sees a row whose shard is
+missing, and a run killed at any point leaves the tables as they were; the next run picks up the finished
+parts and redoes the rest.
+
+Locally a shard is written under a temporary name and renamed into place, and a part or table by temporary
+file + rename. On S3 a shard is a set of objects under a prefix that no published table names until the
+run publishes; a part is one PUT (atomic), the images part last, marking the case complete.
 """
 
 from __future__ import annotations
@@ -18,43 +23,63 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 import zarr
 from zarr.codecs import ZstdCodec
+from zarr.storage import MemoryStore
 
 from catalog.leaks import apply_group_splits
 from catalog.schema import (
     CHUNK_SHAPE,
     IMAGE_SCHEMA,
-    IMAGES_TABLE,
     MASK_SCHEMA,
-    MASKS_TABLE,
     PARTS_DIR,
     SHARD_SHAPE,
     SHARDS_DIR,
     table_from_rows,
 )
+from catalog.store.location import CatalogLocation
+from catalog.store.manifest import publish_tables, read_manifest, table_file
 
 _TMP_PREFIX = ".tmp-"
 _OLD_PREFIX = ".old-"
 
 
 def write_shard(
-    root: str | Path,
+    root: str | Path | CatalogLocation,
     shard_path: str,
     image: np.ndarray,
     label: np.ndarray,
     attrs: dict,
-) -> Path:
+) -> str:
     """Write one image's Zarr v3 group (`image`, `label`: (z, y, x) arrays, 64³ chunks in 128³ shards, zstd).
 
     `shard_path` is relative to the catalog root (the image row's `shard_path`). `attrs` should carry the
-    stored geometry so a patch can be mapped back to world space.
+    stored geometry so a patch can be mapped back to world space. Returns the shard's path or URL.
     """
-    final = Path(root) / shard_path
+    location = CatalogLocation.parse(root)
+    if not location.is_local:
+        # Encoded in memory, then one batch of PUTs: no object of the prefix is ever deleted, so a prefix a
+        # published table names (same name = same content, see pipeline.curate) is at worst rewritten with
+        # the same bytes, and a prefix left half-written by a killed run is completed.
+        objects: dict = {}
+        _fill_group(zarr.open_group(store=MemoryStore(objects), mode="w", zarr_format=3), image, label, attrs)
+        location.fs.pipe({location.path(f"{shard_path}/{key}"): value.to_bytes() for key, value in objects.items()})
+        return location.url_of(shard_path)
+    final = location.local_path / shard_path
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = final.parent / f"{_TMP_PREFIX}{final.name}-{uuid.uuid4().hex[:8]}"
-    group = zarr.open_group(store=str(tmp), mode="w", zarr_format=3)
+    _fill_group(zarr.open_group(store=str(tmp), mode="w", zarr_format=3), image, label, attrs)
+    if final.exists():
+        old = final.parent / f"{_OLD_PREFIX}{final.name}-{uuid.uuid4().hex[:8]}"
+        os.rename(final, old)
+        os.rename(tmp, final)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.rename(tmp, final)
+    return str(final)
+
+
+def _fill_group(group: zarr.Group, image: np.ndarray, label: np.ndarray, attrs: dict) -> None:
     for name, data in (("image", image), ("label", label)):
         group.create_array(
             name,
@@ -64,14 +89,6 @@ def write_shard(
             compressors=ZstdCodec(level=3),
         )
     group.attrs.update(attrs)
-    if final.exists():
-        old = final.parent / f"{_OLD_PREFIX}{final.name}-{uuid.uuid4().hex[:8]}"
-        os.rename(final, old)
-        os.rename(tmp, final)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.rename(tmp, final)
-    return final
 
 
 def _shard_extent(chunk: int, size: int) -> int:
@@ -80,43 +97,48 @@ def _shard_extent(chunk: int, size: int) -> int:
     return min(SHARD_SHAPE[0], -(-size // chunk) * chunk)
 
 
-def write_part(root: str | Path, key: str, image_rows: list[dict], mask_rows: list[dict]) -> None:
+def write_part(root: str | Path | CatalogLocation, key: str, image_rows: list[dict], mask_rows: list[dict]) -> None:
     """Persist the rows of one finished case; the images part is written last and marks it complete."""
-    parts = Path(root) / PARTS_DIR
-    parts.mkdir(parents=True, exist_ok=True)
-    _atomic_parquet(table_from_rows(mask_rows, MASK_SCHEMA), parts / f"{key}.masks.parquet")
-    _atomic_parquet(table_from_rows(image_rows, IMAGE_SCHEMA), parts / f"{key}.images.parquet")
+    location = CatalogLocation.parse(root)
+    location.write_parquet(table_from_rows(mask_rows, MASK_SCHEMA), f"{PARTS_DIR}/{key}.masks.parquet")
+    location.write_parquet(table_from_rows(image_rows, IMAGE_SCHEMA), f"{PARTS_DIR}/{key}.images.parquet")
 
 
-def finished_parts(root: str | Path) -> list[str]:
-    parts = Path(root) / PARTS_DIR
-    if not parts.is_dir():
-        return []
-    return sorted(p.name[: -len(".images.parquet")] for p in parts.glob("*.images.parquet"))
+def finished_parts(root: str | Path | CatalogLocation) -> list[str]:
+    location = CatalogLocation.parse(root)
+    suffix = ".images.parquet"
+    return sorted(name[: -len(suffix)] for name in location.list(PARTS_DIR) if name.endswith(suffix))
 
 
-def read_part_images(root: str | Path, key: str) -> pd.DataFrame:
-    return pq.read_table(Path(root) / PARTS_DIR / f"{key}.images.parquet").to_pandas()
+def read_part_images(root: str | Path | CatalogLocation, key: str) -> pd.DataFrame:
+    return CatalogLocation.parse(root).read_parquet(f"{PARTS_DIR}/{key}.images.parquet").to_pandas()
 
 
-def consolidate(root: str | Path, split_fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)) -> tuple[int, int]:
-    """Fold finished parts into the two tables (rows of the same image replaced), then clean up.
+def consolidate(
+    root: str | Path | CatalogLocation, split_fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
+) -> tuple[int, int]:
+    """Fold finished parts into the two tables (rows of the same image replaced), publish them, clean up.
 
-    Returns the number of image and mask rows in the new tables. Also removes temporary files and shards
-    left by a killed run and shards no kept row points to. Call it only while holding the catalog's lock
-    (catalog.lock), after every writer of the run has finished: any temporary file is then an orphan.
+    Returns the number of image and mask rows in the new tables. Locally it also removes temporary files
+    and shards left by a killed run and shards no kept row points to; on S3 it removes nothing but the
+    folded parts (a reader of the previous manifest may still read the old shards: `sammed3d catalog gc`
+    removes them). Call it only while holding the catalog's lock (catalog.store.locking), after every
+    writer of the run has finished: any temporary file is then an orphan.
     """
-    root = Path(root)
-    _remove_temporary_files(root)
-    keys = finished_parts(root)
-    if not keys and (root / IMAGES_TABLE).exists():
-        return pq.read_metadata(root / IMAGES_TABLE).num_rows, _row_count(root / MASKS_TABLE)
-    images = _read_table(root / IMAGES_TABLE, IMAGE_SCHEMA)
-    masks = _read_table(root / MASKS_TABLE, MASK_SCHEMA)
+    location = CatalogLocation.parse(root)
+    if location.is_local:
+        _remove_temporary_files(location.local_path)
+    keys = finished_parts(location)
+    manifest = read_manifest(location)
+    images_file, masks_file = table_file(location, "images", manifest), table_file(location, "masks", manifest)
+    if not keys and images_file is not None:
+        return location.parquet_rows(images_file), location.parquet_rows(masks_file) if masks_file else 0
+    images = _read_table(location, images_file, IMAGE_SCHEMA)
+    masks = _read_table(location, masks_file, MASK_SCHEMA)
     if keys:
-        new_images = pa.concat_tables([pq.read_table(root / PARTS_DIR / f"{k}.images.parquet") for k in keys])
+        new_images = pa.concat_tables([location.read_parquet(f"{PARTS_DIR}/{k}.images.parquet") for k in keys])
         new_masks = pa.concat_tables(
-            [pq.read_table(root / PARTS_DIR / f"{k}.masks.parquet") for k in keys if _masks_part(root, k).exists()]
+            [location.read_parquet(_masks_part(k)) for k in keys if location.exists(_masks_part(k))]
         )
         replaced = pa.array(sorted(set(new_images.column("image_id").to_pylist())))
         images = pa.concat_tables([_without(images, replaced), new_images.cast(IMAGE_SCHEMA)])
@@ -124,21 +146,17 @@ def consolidate(root: str | Path, split_fractions: tuple[float, float, float] = 
     images, masks = apply_group_splits(images, masks, split_fractions)
     images = images.sort_by("image_id")
     masks = masks.sort_by("mask_id")
-    _atomic_parquet(masks, root / MASKS_TABLE)
-    _atomic_parquet(images, root / IMAGES_TABLE)
+    publish_tables(location, {"masks": masks, "images": images})
     for key in keys:
-        _masks_part(root, key).unlink(missing_ok=True)
-        (root / PARTS_DIR / f"{key}.images.parquet").unlink(missing_ok=True)
-    _remove_stale_shards(root, images)
+        location.remove(_masks_part(key))
+        location.remove(f"{PARTS_DIR}/{key}.images.parquet")
+    if location.is_local:
+        _remove_stale_shards(location.local_path, images)
     return images.num_rows, masks.num_rows
 
 
-def _row_count(path: Path) -> int:
-    return pq.read_metadata(path).num_rows if path.exists() else 0
-
-
-def _masks_part(root: Path, key: str) -> Path:
-    return root / PARTS_DIR / f"{key}.masks.parquet"
+def _masks_part(key: str) -> str:
+    return f"{PARTS_DIR}/{key}.masks.parquet"
 
 
 def _without(table: pa.Table, image_ids: pa.Array) -> pa.Table:
@@ -147,16 +165,10 @@ def _without(table: pa.Table, image_ids: pa.Array) -> pa.Table:
     return table.filter(pc.invert(pc.is_in(table.column("image_id"), value_set=image_ids)))
 
 
-def _read_table(path: Path, schema: pa.Schema) -> pa.Table:
-    if path.exists():
-        return pq.read_table(path).cast(schema)
+def _read_table(location: CatalogLocation, relative: str | None, schema: pa.Schema) -> pa.Table:
+    if relative is not None:
+        return location.read_parquet(relative).cast(schema)
     return schema.empty_table()
-
-
-def _atomic_parquet(table: pa.Table, path: Path) -> None:
-    tmp = path.parent / f"{_TMP_PREFIX}{path.name}-{uuid.uuid4().hex[:8]}"
-    pq.write_table(table, tmp)
-    os.replace(tmp, path)
 
 
 def _remove_temporary_files(root: Path) -> None:

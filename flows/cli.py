@@ -25,6 +25,7 @@ _CATALOG_MODULE_COMMANDS = {
     "show": ("catalog.qc", "QC picture of one mask (axial, coronal, sagittal views)"),
     "leaks": ("catalog.leaks", "list images that are the same scan (duplicates, crops)"),
     "report": ("catalog.dataset_report", "per-dataset report: counts, reasons, histograms, duplicates"),
+    "gc": ("catalog.store.gc", "remove shards and table files no published table names"),
 }
 
 
@@ -46,7 +47,7 @@ def _parser(argv: list[str]) -> argparse.ArgumentParser:
 
     curate = commands.add_parser("curate", help="curate datasets into a Zarr/Parquet catalog")
     curate.add_argument("sources", nargs="+", help="dataset folders or folders of them")
-    curate.add_argument("--catalog", required=True, help="catalog folder (created if missing)")
+    curate.add_argument("--catalog", required=True, help="catalog folder or s3://bucket/prefix (created if missing)")
     curate.add_argument("--config", help="YAML/JSON file of CurationConfig overrides")
     curate.add_argument("--layout", choices=LAYOUTS, help="input layout (default: detected per folder)")
     dask = curate.add_mutually_exclusive_group()
@@ -57,7 +58,7 @@ def _parser(argv: list[str]) -> argparse.ArgumentParser:
     catalog = commands.add_parser("catalog", help="inspect a catalog")
     catalog_commands = catalog.add_subparsers(dest="catalog_command", required=True)
     summary = catalog_commands.add_parser("summary", help="counts by dataset, modality, group, status, reason")
-    summary.add_argument("root", help="catalog folder")
+    summary.add_argument("root", help="catalog folder or s3:// URL")
     catalog_selected = words[1] if selected == "catalog" and len(words) > 1 else None
     _add_module_commands(catalog_commands, _CATALOG_MODULE_COMMANDS, catalog_selected)
 
@@ -121,10 +122,13 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _curate(args: argparse.Namespace) -> int:
-    from catalog.reader import local_catalog_root
+    from catalog.store.location import CatalogLocation
     from pipeline.config import CurationConfig
 
-    local_catalog_root(args.catalog)  # before a Prefect server starts: a URL is a clear error, not a folder "s3:"
+    # Before a Prefect server starts: another scheme, an unreachable endpoint, refused credentials or a
+    # missing bucket are one clear sentence, not a folder named "s3:" nor a flow run that fails.
+    location = CatalogLocation.parse(args.catalog)
+    location.check_access(for_writing=True)
     for source in args.sources:
         if not Path(source).exists():
             raise FileNotFoundError(f"source {source} does not exist")
@@ -135,7 +139,7 @@ def _curate(args: argparse.Namespace) -> int:
 
     result = curate(
         sources=[str(Path(s).resolve()) for s in args.sources],
-        catalog=str(Path(args.catalog).resolve()),
+        catalog=str(location.local_path.resolve()) if location.is_local else location.url,
         config=config,
         dask_address=args.dask,
         dask_workers=args.dask_workers,

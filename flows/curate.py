@@ -16,18 +16,17 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-import pyarrow.parquet as pq
 from prefect import flow, get_client, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import flow_run
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from catalog.dataset_report import write_dataset_report
-from catalog.lock import catalog_lock
 from catalog.qc import qc_images_for_report
 from catalog.report import curation_report_markdown
-from catalog.schema import IMAGES_TABLE
-from catalog.reader import local_catalog_root
+from catalog.store.location import CatalogLocation
+from catalog.store.locking import catalog_write_lock
+from catalog.store.manifest import table_file
 from catalog.writer import consolidate, finished_parts, read_part_images, write_part, write_shard
 from pipeline.catalog_rows import source_hash, source_hashes
 from pipeline.config import CurationConfig
@@ -69,15 +68,17 @@ def load_cases(sources: list[str], layout: str | None = None) -> list[CaseRecord
     return cases
 
 
-def catalogued_fingerprints(root: Path) -> dict[str, tuple[str, str]]:
+def catalogued_fingerprints(root: str | Path | CatalogLocation) -> dict[str, tuple[str, str]]:
     """image_id -> (source_hash, config_hash) of rows in the tables and in parts left by a killed run."""
+    location = CatalogLocation.parse(root)
     fingerprints = {}
-    if (root / IMAGES_TABLE).exists():
-        table = pq.read_table(root / IMAGES_TABLE, columns=["image_id", "source_hash", "config_hash"])
+    images_file = table_file(location, "images")
+    if images_file is not None:
+        table = location.read_parquet(images_file, columns=["image_id", "source_hash", "config_hash"])
         for row in table.to_pylist():
             fingerprints[row["image_id"]] = (row["source_hash"], row["config_hash"])
-    for key in finished_parts(root):
-        for row in read_part_images(root, key)[["image_id", "source_hash", "config_hash"]].itertuples():
+    for key in finished_parts(location):
+        for row in read_part_images(location, key)[["image_id", "source_hash", "config_hash"]].itertuples():
             fingerprints[row.image_id] = (row.source_hash, row.config_hash)
     return fingerprints
 
@@ -164,7 +165,7 @@ def curate_cases(
     """Find the cases and fan them out over this flow's task runner (chosen by `curate`)."""
     logger = get_run_logger()
     cases = load_cases(sources, layout)
-    known = catalogued_fingerprints(Path(catalog_root))
+    known = catalogued_fingerprints(catalog_root)
     logger.info("%d cases in %d sources; %d images already catalogued", len(cases), len(sources), len(known))
     config_hash = config.config_hash()
     with ThreadPoolExecutor(max_workers=4) as pool:
@@ -189,11 +190,12 @@ def curate(
     threads: int = 2,
     layout: str | None = None,
 ) -> dict:
-    """Curate every dataset under `sources` into the catalog folder `catalog`.
+    """Curate every dataset under `sources` into the catalog at `catalog` (a folder or an s3:// URL).
 
     Args:
         sources: dataset folders (nnU-Net v2 raw layout) or folders of them.
-        catalog: catalog root; created if missing; reruns are incremental.
+        catalog: catalog root, a local folder or ``s3://bucket/prefix``; created if missing; reruns are
+            incremental.
         config: curation thresholds (defaults follow the SAM-Med3D paper).
         dask_address: run tasks on this Dask scheduler (e.g. "tcp://127.0.0.1:8786").
         dask_workers: or start a local Dask cluster with this many worker processes.
@@ -201,16 +203,16 @@ def curate(
         layout: dataset layout (nnunet_v2, msd, sammed3d, totalsegmentator, dicom); detected per folder
             when None.
 
-    The run holds the catalog's lock (`catalog.lock`) throughout; a second run on the same catalog at the
+    The run holds the catalog's lock (`catalog.store.locking`) throughout; a second run on the same catalog at the
     same time fails at once with CatalogLockedError, naming the run that holds it.
     """
     logger = get_run_logger()
-    root = local_catalog_root(catalog)
-    root.mkdir(parents=True, exist_ok=True)
+    root = CatalogLocation.parse(catalog)
+    root.check_access(for_writing=True)  # unreachable, refused or missing bucket: fail before writing anything
     # One writer per catalog: a second run at once would fold the first one's parts in mid-flight.
-    with catalog_lock(root, owner=f"flow run {flow_run.name!r} ({flow_run.id})"):
+    with catalog_write_lock(root, owner=f"flow run {flow_run.name!r} ({flow_run.id})"):
         runner = make_task_runner(dask_address, dask_workers, threads)
-        outcomes = curate_cases.with_options(task_runner=runner)([str(s) for s in sources], str(root), config, layout)
+        outcomes = curate_cases.with_options(task_runner=runner)([str(s) for s in sources], root.url, config, layout)
         n_images, n_masks = consolidate(root, config.split_fractions)
         curated = sum(o.curated for o in outcomes)
         skipped = sum(o.skipped for o in outcomes)

@@ -34,7 +34,7 @@ def select_masks(
     not kept are never returned (they have no shard).
 
     Args:
-        catalog_root (str | Path): catalog folder.
+        catalog_root (str | Path): catalog folder or s3:// URL.
         categories, groups, modalities, datasets, splits (iterables of str | None): allowed values.
         cases (iterable of str | None): only these cases, as "dataset/case_id".
         exclude_cases (iterable of str | None): never these cases, nor any case found to be the same scan

@@ -82,6 +82,19 @@ def image_row(case: CaseRecord, channel: ChannelSource, header, hashes, config) 
     }
 
 
+def shard_path(dataset: str, image_id: str, stored_sha256: str, row: dict) -> str:
+    """The image's shard, relative to the catalog root: `shards/<dataset>/<image_id>-<content key>.zarr`.
+
+    The key (12 hex digits) hashes what the shard holds: the stored image (`stored_sha256`) and the stored
+    label map, which follows from the source files (`source_hash`, the label's bytes included) and the
+    config (`config_hash`). Another content gets another name, so a shard that a published table names is
+    never overwritten with other data (object storage has no rename to swap it atomically), and the same
+    sources give the same names in every catalog, local or on S3.
+    """
+    content = f"{stored_sha256}/{row['source_hash']}/{row['config_hash']}"
+    return f"shards/{dataset}/{image_id}-{hashlib.sha256(content.encode()).hexdigest()[:12]}.zarr"
+
+
 def source_hash(image_sha: str | None, label_sha: str | None) -> str:
     return f"{image_sha or 'missing'}:{label_sha or 'missing'}"
 

@@ -16,7 +16,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from pipeline.case_masks import OVERLAPPING_MASKS, CaseMask, clean_and_split, store_label, unprocessed_masks
-from pipeline.catalog_rows import image_row, mask_row, source_hashes
+from pipeline.catalog_rows import image_row, mask_row, shard_path, source_hashes
 from pipeline.config import CurationConfig
 from pipeline.fingerprint import slice_signature, store_and_hash
 from pipeline.geometry import Geometry
@@ -169,7 +169,7 @@ def curate_case(
                 stored_origin_xyz=list(curated.geometry.origin_xyz),
                 stored_direction=list(curated.geometry.direction),
                 stored_dtype=str(curated.image.dtype),
-                shard_path=f"shards/{case.dataset}/{image_id}.zarr",
+                shard_path=shard_path(case.dataset, image_id, stored_sha256, row),
                 flags=sorted(flags),
                 side_pairs=side_check.pairs,
                 side_pairs_disagreeing=list(side_check.disagreeing),

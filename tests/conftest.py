@@ -67,3 +67,60 @@ def raw_catalog(raw_data, prefect_server, tmp_path_factory):
     start = time.perf_counter()
     curate(sources=[str(raw_data)], catalog=str(root))
     return root, time.perf_counter() - start
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """A real S3-compatible server on loopback (moto's standalone server) that checks credentials.
+
+    Returns (endpoint URL, access key id, secret key) of a user allowed s3:*; any other key is refused
+    (InvalidAccessKeyId), like AWS or MinIO would.
+    """
+    import json
+    import socket
+    import urllib.request
+
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    endpoint = f"http://127.0.0.1:{port}"
+    iam = boto3.client("iam", endpoint_url=endpoint, region_name="us-east-1",
+                       aws_access_key_id="bootstrap", aws_secret_access_key="bootstrap")
+    iam.create_user(UserName="sammed3d")
+    policy = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]}
+    iam.put_user_policy(UserName="sammed3d", PolicyName="s3", PolicyDocument=json.dumps(policy))
+    key = iam.create_access_key(UserName="sammed3d")["AccessKey"]
+    # From now on every request must be signed by a known key (moto's switch: no unauthenticated actions left).
+    urllib.request.urlopen(urllib.request.Request(
+        f"{endpoint}/moto-api/reset-auth", data=b"0", method="POST", headers={"Content-Type": "text/plain"}
+    ))
+    try:
+        yield endpoint, key["AccessKeyId"], key["SecretAccessKey"]
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def s3_catalog_url(s3_server, monkeypatch, request) -> str:
+    """An empty bucket of its own on the loopback S3 server, with the AWS environment pointing at it;
+    returns the catalog URL `s3://<bucket>/catalog`."""
+    import re
+
+    import boto3
+
+    endpoint, key_id, secret = s3_server
+    for name, value in (("AWS_ENDPOINT_URL", endpoint), ("AWS_ACCESS_KEY_ID", key_id),
+                        ("AWS_SECRET_ACCESS_KEY", secret), ("AWS_DEFAULT_REGION", "us-east-1")):
+        monkeypatch.setenv(name, value)
+    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL_S3"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", os.devnull)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", os.devnull)
+    bucket = re.sub(r"[^a-z0-9-]", "-", request.node.name.lower())[:40].strip("-") + f"-{os.getpid()}"
+    boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket=bucket)
+    return f"s3://{bucket}/catalog"

@@ -97,7 +97,7 @@ def evaluate(
     """Evaluate a checkpoint and the baseline on catalog masks; write tables, plots and a report.
 
     Args:
-        catalog_root (str | Path): curated catalog folder.
+        catalog_root (str | Path): curated catalog folder or s3:// URL.
         checkpoint (str | Path): a checkpoint written by ``model.network.checkpoint.save_checkpoint``.
         out_dir (str | Path): output folder (created).
         splits (sequence of str): catalog splits to evaluate; "all" for every split.
@@ -144,7 +144,7 @@ def evaluate(
         skipped=results.skipped,
         settings=settings,
         context={
-            "catalog": str(Path(catalog_root).resolve()),
+            "catalog": catalog.location.url if not catalog.location.is_local else str(Path(catalog_root).resolve()),
             "checkpoint": str(Path(checkpoint).resolve()),
             "splits": ", ".join(splits) if not cases else "cases " + ", ".join(cases),
             "seed": seed,
@@ -159,7 +159,7 @@ def add_arguments(subparsers) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "evaluate", help="evaluate a checkpoint and the region-growing baseline on catalog masks"
     )
-    parser.add_argument("--catalog", required=True, help="curated catalog folder")
+    parser.add_argument("--catalog", required=True, help="curated catalog folder or s3:// URL")
     parser.add_argument(
         "--checkpoint", required=True, help="model checkpoint (sammed3d format or a published SAM-Med3D .pth)"
     )

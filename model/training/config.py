@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from catalog.reader import local_catalog_root
+from catalog.store.location import CatalogLocation
 from model.network.registry import MODEL_REGISTRY
 from pipeline.config import read_config_mapping
 
@@ -60,7 +60,7 @@ class TrainConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    catalog: str = Field(description="catalog folder (sammed3d curate output)")
+    catalog: str = Field(description="catalog folder or s3://bucket/prefix (sammed3d curate output)")
     out: str = Field(description="run folder: checkpoints/, metrics.jsonl, config.yaml")
     # The paper trains vit_b_ori; vit_tiny is the default here because the default machine is a CPU.
     model: str = "vit_tiny"
@@ -148,7 +148,7 @@ class TrainConfig(BaseModel):
 
     @model_validator(mode="after")
     def _known_model(self) -> "TrainConfig":
-        local_catalog_root(self.catalog)
+        CatalogLocation.parse(self.catalog)  # another scheme than s3:// is a clear error, not a folder "gs:"
         if self.model not in MODEL_REGISTRY:
             raise ValueError(f"unknown model {self.model!r}; known: {sorted(MODEL_REGISTRY)}")
         return self

@@ -31,7 +31,7 @@ class PatchDataset(Dataset):
     """One training sample per catalog mask; one batch per list of keys.
 
     Args:
-        catalog_root (str | Path): catalog folder.
+        catalog_root (str | Path): catalog folder or s3:// URL.
         masks (DataFrame): rows from :func:`model.targets.select_masks` (needs SAMPLE_COLUMNS).
         patch_size (int): patch edge P in stored voxels (128 for the network).
         jitter (bool): place the mask's box at a random position in the patch; False centres it.
@@ -99,7 +99,7 @@ class PatchDataset(Dataset):
             raise ValueError(f"image_dtype must be one of {sorted(IMAGE_DTYPES)}, got {image_dtype}")
         if pack_labels and patch_size % 8:
             raise ValueError(f"packed labels need a patch size divisible by 8, got {patch_size}")
-        self.catalog_root = Path(catalog_root)
+        self.catalog_root = catalog_root
         self.mask_ids = [str(v) for v in masks.mask_id]
         self.image_ids = [str(v) for v in masks.image_id]
         self.modalities = [str(v) for v in masks.modality]

@@ -23,6 +23,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from catalog.reader import Catalog
+from catalog.store.location import CatalogLocation
 from model.input_convention import PUBLISHED_MODALITY, ras_order, ras_tensor
 from model.network.checkpoint import checkpoint_layout
 from model.network.loading import load_network
@@ -301,7 +302,7 @@ def _log_metrics(
 def add_arguments(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add ``train`` to a ``sammed3d`` sub-command parser set; returns the new parser."""
     parser = subparsers.add_parser("train", help="train the network on a catalog (torchrun for several processes)")
-    parser.add_argument("--catalog", help="catalog folder (overrides the config file)")
+    parser.add_argument("--catalog", help="catalog folder or s3:// URL (overrides the config file)")
     parser.add_argument("--out", help="run folder for checkpoints and metrics (overrides the config file)")
     parser.add_argument("--config", help="YAML file of TrainConfig fields")
     parser.add_argument("--max-steps", type=int, help="optimiser steps to train to")
@@ -346,8 +347,10 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 def run(args: argparse.Namespace) -> int:
     """Entry point of ``sammed3d train``: raises ValueError / FileNotFoundError with one sentence on bad input."""
     config = config_from_args(args)
-    if not Path(config.catalog).exists():
+    location = CatalogLocation.parse(config.catalog)
+    if location.is_local and not location.local_path.exists():
         raise FileNotFoundError(f"catalog {config.catalog} does not exist")
+    location.check_access(for_writing=False)
     result = train(config)
     if result["rank"] == 0:
         print(

@@ -1,0 +1,274 @@
+"""Where a catalog lives: a local (or mounted) folder, or an S3 prefix (`s3://bucket/prefix`).
+
+Everything that reads or writes a catalog goes through a :class:`CatalogLocation`: object paths are
+relative to the catalog root ("images.parquet", "shards/D/x-0a1b2c3d4e5f.zarr"), whatever the backend.
+The S3 backend is s3fs; its endpoint, region and credentials come from the standard AWS environment
+variables (AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_DEFAULT_REGION, AWS_PROFILE)
+and config files (~/.aws/config, ~/.aws/credentials), read by botocore.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import tempfile
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import fsspec
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+SUPPORTED = "a local folder or an s3://bucket/prefix URL"
+_URL = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://(.*)$")
+_TMP_PREFIX = ".tmp-"
+# Fail in seconds, not minutes, when the endpoint is unreachable: botocore's defaults retry a dead
+# endpoint with a 60 s connect timeout.
+_CONNECT_TIMEOUT_S = 3
+_READ_TIMEOUT_S = 60
+_MAX_ATTEMPTS = 2
+
+
+class CatalogLocationError(ValueError):
+    """The location cannot be used: unreachable endpoint, refused credentials, missing bucket."""
+
+
+class CatalogLocation:
+    """A catalog root: a local folder or an S3 prefix.
+
+    >>> CatalogLocation.parse("catalog").is_local
+    True
+    >>> CatalogLocation.parse("s3://bucket/run1").url
+    's3://bucket/run1'
+
+    A location pickles as its URL (for Dask and data-loader workers); the file system is made anew in the
+    receiving process, so no event loop or connection crosses a fork or a pickle.
+    """
+
+    def __init__(self, url: str, local_path: Path | None):
+        self.url = url
+        self.local_path = local_path
+        self._fs: fsspec.AbstractFileSystem | None = None
+
+    @classmethod
+    def parse(cls, location: str | Path | CatalogLocation) -> CatalogLocation:
+        """`location` as a catalog root; any scheme other than s3:// is a ValueError naming the supported ones."""
+        if isinstance(location, CatalogLocation):
+            return location
+        text = str(location)
+        match = _URL.match(text)
+        if not match:
+            return cls(text, Path(text))
+        scheme, rest = match.groups()
+        if scheme != "s3":
+            raise ValueError(
+                f"catalog location {text!r} is a URL with scheme {scheme}://, which is not supported; "
+                f"a catalog location is {SUPPORTED}"
+            )
+        rest = rest.strip("/")
+        if not rest or not re.match(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/|$)", rest):
+            raise ValueError(f"catalog location {text!r} names no valid bucket; a catalog location is {SUPPORTED}")
+        return cls(f"s3://{rest}", None)
+
+    def __reduce__(self):
+        return (CatalogLocation.parse, (self.url,))
+
+    def __repr__(self) -> str:
+        return f"CatalogLocation({self.url!r})"
+
+    def __str__(self) -> str:
+        return self.url
+
+    @property
+    def is_local(self) -> bool:
+        return self.local_path is not None
+
+    @property
+    def name(self) -> str:
+        """The last path element (the catalog's name in reports)."""
+        return self.local_path.name if self.is_local else self.url.rstrip("/").rsplit("/", 1)[-1]
+
+    @property
+    def fs(self) -> fsspec.AbstractFileSystem:
+        if self._fs is None:
+            self._fs = fsspec.filesystem("file") if self.is_local else _s3_filesystem(asynchronous=False)
+        return self._fs
+
+    def path(self, relative: str = "") -> str:
+        """The file system path of `relative` (a local path, or "bucket/prefix/relative" for s3fs)."""
+        base = str(self.local_path) if self.is_local else self.url[len("s3://"):]
+        return f"{base}/{relative}" if relative else base
+
+    def url_of(self, relative: str) -> str:
+        return f"{self.url.rstrip('/')}/{relative}"
+
+    def exists(self, relative: str) -> bool:
+        return self.fs.exists(self.path(relative))
+
+    def read_bytes(self, relative: str) -> bytes:
+        return self.fs.cat_file(self.path(relative))
+
+    def write_bytes(self, relative: str, data: bytes) -> None:
+        """Write one small object in one step: a single PUT on S3, temporary file + rename locally."""
+        if self.is_local:
+            target = self.local_path / relative
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp = target.parent / f"{_TMP_PREFIX}{target.name}-{uuid.uuid4().hex[:8]}"
+            tmp.write_bytes(data)
+            os.replace(tmp, target)
+        else:
+            self.fs.pipe_file(self.path(relative), data)
+
+    def create_bytes(self, relative: str, data: bytes) -> None:
+        """Write `relative` only if no object of that name exists (S3: a conditional PUT, If-None-Match: *).
+
+        Raises FileExistsError when it exists.
+        """
+        if self.is_local:
+            target = self.local_path / relative
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with open(target, "xb") as handle:
+                handle.write(data)
+        else:
+            self.fs.pipe_file(self.path(relative), data, mode="create")
+
+    def remove(self, relative: str) -> None:
+        try:
+            self.fs.rm_file(self.path(relative))
+        except FileNotFoundError:
+            pass
+
+    def remove_prefix(self, relative: str) -> None:
+        """Remove everything under `relative` (a folder, or every object of an S3 prefix)."""
+        if self.is_local:
+            target = self.local_path / relative
+            if target.is_dir():
+                shutil.rmtree(target, ignore_errors=True)
+            else:
+                target.unlink(missing_ok=True)
+        elif self.fs.exists(self.path(relative)):
+            self.fs.rm(self.path(relative), recursive=True)
+
+    def list(self, relative: str) -> list[str]:
+        """Names of the entries directly under `relative` ([] when there are none)."""
+        if self.is_local:
+            folder = self.local_path / relative
+            return sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
+        try:
+            entries = self.fs.ls(self.path(relative), detail=False, refresh=True)
+        except FileNotFoundError:
+            return []
+        return sorted(entry.rstrip("/").rsplit("/", 1)[-1] for entry in entries)
+
+    def size_under(self, relative: str) -> int:
+        """Bytes of all files/objects under `relative`."""
+        return int(self.fs.du(self.path(relative), total=True)) if self.fs.exists(self.path(relative)) else 0
+
+    def read_parquet(self, relative: str, columns: list[str] | None = None) -> pa.Table:
+        return pq.read_table(self.path(relative), columns=columns, filesystem=self.fs)
+
+    def parquet_rows(self, relative: str) -> int:
+        return pq.read_metadata(self.path(relative), filesystem=self.fs).num_rows
+
+    def write_parquet(self, table: pa.Table, relative: str) -> None:
+        """Write a Parquet file in one step (temporary file + rename locally; one PUT on S3)."""
+        if self.is_local:
+            target = self.local_path / relative
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp = target.parent / f"{_TMP_PREFIX}{target.name}-{uuid.uuid4().hex[:8]}"
+            pq.write_table(table, tmp)
+            os.replace(tmp, target)
+        else:
+            sink = pa.BufferOutputStream()
+            pq.write_table(table, sink)
+            self.fs.pipe_file(self.path(relative), sink.getvalue().to_pybytes())
+
+    def zarr_store(self, relative: str, read_only: bool = False):
+        """A zarr v3 store for the group at `relative` (LocalStore, or FsspecStore over S3)."""
+        from zarr.storage import FsspecStore, LocalStore
+
+        if self.is_local:
+            return LocalStore(str(self.local_path / relative), read_only=read_only)
+        return FsspecStore(_s3_filesystem(asynchronous=True), path=self.path(relative), read_only=read_only)
+
+    @contextmanager
+    def local_output(self, relative: str) -> Iterator[Path]:
+        """A local folder to write files into, that become `relative` in the catalog: the folder itself for
+        a local catalog; a temporary folder uploaded on exit for S3."""
+        if self.is_local:
+            folder = self.local_path / relative
+            folder.mkdir(parents=True, exist_ok=True)
+            yield folder
+            return
+        with tempfile.TemporaryDirectory(prefix="sammed3d-upload-") as tmp:
+            yield Path(tmp)
+            for file in sorted(Path(tmp).rglob("*")):
+                if file.is_file():
+                    self.fs.put_file(str(file), self.path(f"{relative}/{file.relative_to(tmp).as_posix()}"))
+
+    def check_access(self, for_writing: bool) -> None:
+        """Fail early, with the location and the cause, when the catalog cannot be used.
+
+        Local: the folder (or its parent, when writing) must be a folder. S3: the endpoint must answer,
+        the credentials be accepted and the bucket exist (one HEAD of the bucket). Writes nothing.
+        """
+        if self.is_local:
+            if self.local_path.exists() and not self.local_path.is_dir():
+                raise CatalogLocationError(f"catalog location {self.url} is a file, not a folder")
+            return
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        bucket = self.path().split("/", 1)[0]
+        endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or "AWS S3"
+        # s3fs turns S3's answers into OSErrors (404 -> FileNotFoundError, 403 -> PermissionError).
+        try:
+            self.fs.call_s3("head_bucket", Bucket=bucket)
+        except FileNotFoundError:
+            raise CatalogLocationError(_client_error_text(self.url, bucket, endpoint, "404", None)) from None
+        except PermissionError as error:
+            raise CatalogLocationError(_client_error_text(self.url, bucket, endpoint, "403", error)) from None
+        except ClientError as error:
+            code = str(error.response.get("Error", {}).get("Code", ""))
+            raise CatalogLocationError(_client_error_text(self.url, bucket, endpoint, code, error)) from None
+        except (BotoCoreError, OSError) as error:
+            cause = _translate_boto(error)
+            raise CatalogLocationError(f"catalog location {self.url}: {cause} (endpoint {endpoint})") from None
+
+
+def _client_error_text(url: str, bucket: str, endpoint: str, code: str, error: Exception | None) -> str:
+    if code in ("404", "NoSuchBucket", "NotFound"):
+        return f"catalog location {url}: bucket {bucket!r} does not exist at {endpoint}; create it first"
+    if code in ("403", "InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "Forbidden"):
+        return (
+            f"catalog location {url}: the credentials were refused by {endpoint} for bucket {bucket!r} ({code}); "
+            "check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY or AWS_PROFILE"
+        )
+    return f"catalog location {url}: {endpoint} answered {code}: {error}"
+
+
+def _translate_boto(error: Exception) -> str:
+    from botocore.exceptions import EndpointConnectionError, NoCredentialsError
+
+    if isinstance(error, EndpointConnectionError):
+        return "the S3 endpoint cannot be reached"
+    if isinstance(error, NoCredentialsError):
+        return "no S3 credentials found (set AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY or AWS_PROFILE)"
+    return f"{type(error).__name__}: {error}"
+
+
+def _s3_filesystem(asynchronous: bool):
+    """A fresh s3fs file system (never fsspec's instance cache: each one reads the environment as it is now)."""
+    import s3fs
+
+    return s3fs.S3FileSystem(
+        skip_instance_cache=True,
+        asynchronous=asynchronous,
+        config_kwargs={
+            "connect_timeout": _CONNECT_TIMEOUT_S,
+            "read_timeout": _READ_TIMEOUT_S,
+            "retries": {"max_attempts": _MAX_ATTEMPTS, "mode": "standard"},
+        },
+    )
