@@ -44,8 +44,8 @@ class CatalogLocation:
     >>> CatalogLocation.parse("s3://bucket/run1").url
     's3://bucket/run1'
 
-    A location pickles as its URL (for Dask and data-loader workers); the file system is made anew in the
-    receiving process, so no event loop or connection crosses a fork or a pickle.
+    A location pickles as its URL (for Dask and data-loader workers); the receiving process uses its own
+    file system, so no event loop or connection crosses a fork or a pickle.
     """
 
     def __init__(self, url: str, local_path: Path | None):
@@ -93,9 +93,11 @@ class CatalogLocation:
 
     @property
     def fs(self) -> fsspec.AbstractFileSystem:
-        if self._fs is None:
-            self._fs = fsspec.filesystem("file") if self.is_local else _s3_filesystem(asynchronous=False)
-        return self._fs
+        if self.is_local:
+            if self._fs is None:
+                self._fs = fsspec.filesystem("file")
+            return self._fs
+        return _s3_filesystem(asynchronous=False)
 
     def path(self, relative: str = "") -> str:
         """The file system path of `relative` (a local path, or "bucket/prefix/relative" for s3fs)."""
@@ -259,16 +261,32 @@ def _translate_boto(error: Exception) -> str:
     return f"{type(error).__name__}: {error}"
 
 
+# Environment that decides which server and identity an S3 file system talks to.
+_AWS_SETTINGS = (
+    "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
+    "AWS_DEFAULT_REGION", "AWS_REGION", "AWS_PROFILE", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE",
+)
+_FILESYSTEMS: dict[tuple, fsspec.AbstractFileSystem] = {}
+
+
 def _s3_filesystem(asynchronous: bool):
-    """A fresh s3fs file system (never fsspec's instance cache: each one reads the environment as it is now)."""
+    """The s3fs file system for the AWS settings of the environment as it is now.
+
+    One per process, setting and mode, kept here rather than in fsspec's instance cache (whose key ignores
+    the environment): a changed endpoint or key gets a new one, and a forked or spawned process (a data
+    loader worker, a Dask worker) makes its own instead of using its parent's event loop and connections.
+    """
     import s3fs
 
-    return s3fs.S3FileSystem(
-        skip_instance_cache=True,
-        asynchronous=asynchronous,
-        config_kwargs={
-            "connect_timeout": _CONNECT_TIMEOUT_S,
-            "read_timeout": _READ_TIMEOUT_S,
-            "retries": {"max_attempts": _MAX_ATTEMPTS, "mode": "standard"},
-        },
-    )
+    key = (os.getpid(), asynchronous, tuple(os.environ.get(name) for name in _AWS_SETTINGS))
+    if key not in _FILESYSTEMS:
+        _FILESYSTEMS[key] = s3fs.S3FileSystem(
+            skip_instance_cache=True,
+            asynchronous=asynchronous,
+            config_kwargs={
+                "connect_timeout": _CONNECT_TIMEOUT_S,
+                "read_timeout": _READ_TIMEOUT_S,
+                "retries": {"max_attempts": _MAX_ATTEMPTS, "mode": "standard"},
+            },
+        )
+    return _FILESYSTEMS[key]
