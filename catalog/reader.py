@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -47,6 +48,7 @@ class Catalog:
                 f"{self.root} holds no catalog: {IMAGES_TABLE} not found (run `sammed3d curate`)"
             )
         self._images: pd.DataFrame | None = None
+        self._pid = os.getpid()
         self._shard_cache: dict[str, zarr.Group] = {}
         # Opening an array of a group reads its metadata (about 0.6 ms); a patch reader asks again and again.
         self._array_cache: dict[tuple[str, str], zarr.Array] = {}
@@ -72,6 +74,7 @@ class Catalog:
 
     def shard(self, image_id: str) -> zarr.Group:
         """The image's Zarr group (arrays `image`, `label`; attrs with the stored geometry)."""
+        self._reopen_after_fork()
         if image_id not in self._shard_cache:
             rows = self.images()
             row = rows[rows.image_id == image_id]
@@ -86,9 +89,18 @@ class Catalog:
     def array(self, image_id: str, name: str) -> zarr.Array:
         """The image's stored Zarr array `name` ("image" or "label"), opened once per catalog object."""
         key = (image_id, name)
+        self._reopen_after_fork()
         if key not in self._array_cache:
             self._array_cache[key] = self.shard(image_id)[name]
         return self._array_cache[key]
+
+    def _reopen_after_fork(self) -> None:
+        """In a forked child, forget the parent's opened stores: an S3 store's connections and event loop
+        belong to the parent process (they fail in the child with "attached to a different loop")."""
+        if self._pid != os.getpid():
+            self._pid = os.getpid()
+            self._shard_cache.clear()
+            self._array_cache.clear()
 
     def read_patch(
         self,

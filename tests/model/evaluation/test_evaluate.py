@@ -20,7 +20,7 @@ from model.evaluation.protocol import (
     OriginalLabels,
     prepare_case,
 )
-from tests.model.phantom_catalog import phantom_catalog  # noqa: F401  (session fixture)
+from tests.model.phantom_catalog import build_phantom_catalog, phantom_catalog  # noqa: F401  (session fixture)
 
 SETTINGS = EvaluationSettings(paper_clicks=3, challenge_clicks=2, overlay_cases=1)
 
@@ -184,3 +184,19 @@ def test_cases_are_evaluated_whatever_their_split_and_seen_follows_the_training_
     masks = select_evaluation_masks(catalog, ("test",), None, 0, cases=held_out, training=training_config(trained))
     assert set(masks.dataset + "/" + masks.case_id) == set(held_out) and len(masks) > 3
     assert not masks.seen.any()  # trained on MR only: none of the CT categories was seen
+
+
+def test_evaluate_command_on_an_s3_catalog_equals_the_local_one(s3_catalog_url, untrained_checkpoint, tmp_path):
+    local = build_phantom_catalog(tmp_path / "local", n_ct=1, n_mr=0)
+    build_phantom_catalog(tmp_path / "s3", n_ct=1, n_mr=0, catalog=s3_catalog_url)
+    parser = argparse.ArgumentParser(prog="sammed3d")
+    add_arguments(parser.add_subparsers(dest="command"))
+    tables = {}
+    for name, catalog in (("local", str(local)), ("s3", s3_catalog_url)):
+        argv = ["evaluate", "--catalog", catalog, "--checkpoint", str(untrained_checkpoint), "--split", "all",
+                "--max-masks", "1", "--out", str(tmp_path / f"eval-{name}")]
+        assert run(parser.parse_args(argv)) == 0
+        tables[name] = pd.read_parquet(tmp_path / f"eval-{name}" / "per_mask.parquet")
+    assert len(tables["s3"]) > 0
+    pd.testing.assert_frame_equal(tables["s3"], tables["local"])
+    assert s3_catalog_url in (tmp_path / "eval-s3" / "report.md").read_text()

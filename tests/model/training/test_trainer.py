@@ -290,3 +290,19 @@ def test_a_sample_is_the_same_whether_its_epoch_is_set_or_given(phantom_catalog)
     given = dataset[(3, 1)]
     assert torch.equal(by_epoch["image"], given["image"]) and torch.equal(by_epoch["label"], given["label"])
     assert given["epoch"] == 3 and given["index"] == 1
+
+
+def test_train_command_on_an_s3_catalog_with_a_forked_loader_worker(s3_catalog_url, tmp_path, capsys):
+    """`sammed3d train --catalog s3://...`: the DataLoader worker (forked) opens the catalog on its own."""
+    build_phantom_catalog(tmp_path / "s3-source", n_ct=1, n_mr=0, catalog=s3_catalog_url)
+    config = tmp_path / "train.yaml"
+    config.write_text(
+        "splits: null\ncategories: [aorta, vertebrae]\niterations_per_batch: 3\nnum_workers: 1\nbatch_size: 2\n"
+        "progress: false\npatch_cache_mb: 16\n"
+    )
+    parser = argparse.ArgumentParser()
+    add_arguments(parser.add_subparsers(dest="command"))
+    argv = ["train", "--config", str(config), "--catalog", s3_catalog_url, "--out", str(tmp_path / "run")]
+    assert run(parser.parse_args([*argv, "--max-steps", "2"])) == 0
+    assert "trained to step 2" in capsys.readouterr().out
+    assert [p.name for p in list_checkpoints(tmp_path / "run")][-1] == "step_0000002.pt"
