@@ -52,7 +52,7 @@ def assert_same_catalog(s3: Catalog, local: Catalog) -> None:
         assert dict(s3.shard(row.image_id).attrs) == dict(local.shard(row.image_id).attrs)
 
 
-def test_s3_catalog_equals_the_local_one_and_a_rerun_skips_everything(sources, local_catalog, s3_catalog_url):
+def test_s3_catalog_equals_the_local_one_and_a_rerun_skips_everything(sources, local_catalog, s3_catalog_url, capsys):
     first = curate(sources=[str(sources)], catalog=s3_catalog_url, dask_workers=2)
     assert first["curated"] == len(local_catalog.images()) and first["skipped"] == 0
     s3 = Catalog(s3_catalog_url, chunk_cache_bytes=64 << 20)
@@ -73,6 +73,15 @@ def test_s3_catalog_equals_the_local_one_and_a_rerun_skips_everything(sources, l
     again = curate(sources=[str(sources)], catalog=s3_catalog_url)
     assert again["curated"] == 0 and again["skipped"] == first["curated"]
     assert _keys(s3_catalog_url) == keys, "an unchanged rerun writes nothing"
+
+    mask_id = local_catalog.masks().query("status == 'kept'").mask_id.iloc[0]
+    capsys.readouterr()
+    for command in (["summary"], ["leaks"], ["report"], ["show", "--mask", mask_id]):
+        assert main(["catalog", command[0], s3_catalog_url, *command[1:]]) == 0, command
+    out = capsys.readouterr().out
+    assert "== images by dataset, modality and status" in out and "duplicate" in out
+    assert f"{s3_catalog_url}/report/datasets.md" in out and f"{s3_catalog_url}/report/qc/{mask_id}.png" in out
+    assert f"report/qc/{mask_id}.png" in _keys(s3_catalog_url)
 
 
 def test_a_run_killed_before_publication_leaves_nothing_visible_and_the_next_completes(
