@@ -186,17 +186,14 @@ def test_cases_are_evaluated_whatever_their_split_and_seen_follows_the_training_
     assert not masks.seen.any()  # trained on MR only: none of the CT categories was seen
 
 
-def test_evaluate_command_on_an_s3_catalog_equals_the_local_one(s3_catalog_url, untrained_checkpoint, tmp_path):
+def test_evaluate_on_an_s3_catalog_equals_the_local_one(s3_catalog_url, untrained_checkpoint, tmp_path):
     local = build_phantom_catalog(tmp_path / "local", n_ct=1, n_mr=0)
     build_phantom_catalog(tmp_path / "s3", n_ct=1, n_mr=0, catalog=s3_catalog_url)
-    parser = argparse.ArgumentParser(prog="sammed3d")
-    add_arguments(parser.add_subparsers(dest="command"))
     tables = {}
     for name, catalog in (("local", str(local)), ("s3", s3_catalog_url)):
-        argv = ["evaluate", "--catalog", catalog, "--checkpoint", str(untrained_checkpoint), "--split", "all",
-                "--max-masks", "1", "--out", str(tmp_path / f"eval-{name}")]
-        assert run(parser.parse_args(argv)) == 0
-        tables[name] = pd.read_parquet(tmp_path / f"eval-{name}" / "per_mask.parquet")
+        out = tmp_path / f"eval-{name}"
+        evaluate(catalog, untrained_checkpoint, out, splits=("all",), max_masks=1, seed=0, settings=SETTINGS)
+        tables[name] = pd.read_parquet(out / "per_mask.parquet")
     assert len(tables["s3"]) > 0
     pd.testing.assert_frame_equal(tables["s3"], tables["local"])
     assert s3_catalog_url in (tmp_path / "eval-s3" / "report.md").read_text()
