@@ -82,16 +82,16 @@ def image_row(case: CaseRecord, channel: ChannelSource, header, hashes, config) 
     }
 
 
-def shard_path(dataset: str, image_id: str, stored_sha256: str, row: dict) -> str:
+def shard_path(dataset: str, image_id: str, stored_sha256: str, label_sha256: str) -> str:
     """The image's shard, relative to the catalog root: `shards/<dataset>/<image_id>-<content key>.zarr`.
 
-    The key (12 hex digits) hashes what the shard holds: the stored image (`stored_sha256`) and the stored
-    label map, which follows from the source files (`source_hash`, the label's bytes included) and the
-    config (`config_hash`). Another content gets another name, so a shard that a published table names is
-    never overwritten with other data (object storage has no rename to swap it atomically), and the same
-    sources give the same names in every catalog, local or on S3.
+    The key (12 hex digits) hashes what the shard holds: the stored image and the stored label map (their
+    `fingerprint.stored_image_sha256`). Another content gets another name, so a shard that a published table
+    names is never overwritten with other data (object storage has no rename to swap it atomically); the
+    same content keeps its name (a config change that alters neither array moves no shard), in every
+    catalog, local or on S3.
     """
-    content = f"{stored_sha256}/{row['source_hash']}/{row['config_hash']}"
+    content = f"{stored_sha256}/{label_sha256}"
     return f"shards/{dataset}/{image_id}-{hashlib.sha256(content.encode()).hexdigest()[:12]}.zarr"
 
 

@@ -18,7 +18,7 @@ import SimpleITK as sitk
 from pipeline.case_masks import OVERLAPPING_MASKS, CaseMask, clean_and_split, store_label, unprocessed_masks
 from pipeline.catalog_rows import image_row, mask_row, shard_path, source_hashes
 from pipeline.config import CurationConfig
-from pipeline.fingerprint import slice_signature, store_and_hash
+from pipeline.fingerprint import slice_signature, store_and_hash, stored_image_sha256
 from pipeline.geometry import Geometry
 from pipeline.io import HeaderInfo, UnreadableFileError, read_header, read_label_map, read_volume
 from pipeline.label_masks import merge_binary_masks
@@ -144,6 +144,7 @@ def curate_case(
                 if overlap_voxels:
                     flags.append(OVERLAPPING_MASKS)
                 stored_label = store_label(final_map, grid, masks, config)
+                label_sha256 = stored_image_sha256(stored_label)
                 stored_images = {index: early[index].result() for index in arrays}
 
     if not masks:
@@ -169,7 +170,7 @@ def curate_case(
                 stored_origin_xyz=list(curated.geometry.origin_xyz),
                 stored_direction=list(curated.geometry.direction),
                 stored_dtype=str(curated.image.dtype),
-                shard_path=shard_path(case.dataset, image_id, stored_sha256, row),
+                shard_path=shard_path(case.dataset, image_id, stored_sha256, label_sha256),
                 flags=sorted(flags),
                 side_pairs=side_check.pairs,
                 side_pairs_disagreeing=list(side_check.disagreeing),
