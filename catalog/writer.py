@@ -1,8 +1,8 @@
 """Atomic catalog writes, in a local folder or under an S3 prefix (`catalog.store.CatalogLocation`).
 
 Order of a run: each image's Zarr shard is written under its own content-addressed name
-(`shards/<dataset>/<image_id>-<content key>.zarr`, see pipeline.curate); then its rows go to a per-case
-part file; at the end of the run the parts are folded into the images and masks tables, published at once
+(`shards/<dataset>/<image_id>-<content key>.zarr`, see pipeline.catalog_rows.shard_path); then its rows go
+to a per-case part file; at the end of the run the parts are folded into the images and masks tables, published at once
 (`catalog.store.manifest`). A reader only reads the published tables, so it never sees a row whose shard is
 missing, and a run killed at any point leaves the tables as they were; the next run picks up the finished
 parts and redoes the rest.
