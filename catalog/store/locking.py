@@ -30,6 +30,8 @@ from catalog.lock import LOCK_FILE, CatalogLockedError, catalog_lock, refusal_me
 from catalog.store.location import CatalogLocation
 
 LEASE_S = 60.0
+# The leases this process holds, by catalog URL (see confirm_held).
+_HELD: dict[str, "ObjectLease"] = {}
 
 
 @contextmanager
@@ -54,15 +56,33 @@ def catalog_write_lock(
         return
     lease = ObjectLease(location, owner, lease_s)
     lease.acquire(wait_s, poll_s)
+    _HELD[location.url] = lease
     stop = threading.Event()
     heartbeat = threading.Thread(target=lease.renew_until, args=(stop,), name="catalog-lock-heartbeat", daemon=True)
     heartbeat.start()
     try:
         yield location.url_of(LOCK_FILE)
     finally:
+        _HELD.pop(location.url, None)
         stop.set()
         heartbeat.join()
         lease.release()
+
+
+def confirm_held(location: CatalogLocation) -> None:
+    """Before publishing: when this process holds the lease of `location`, check that the lock object is
+    still ours. A run that stalled past its lease (its heartbeat starved) may have been taken over by
+    another run, and must then publish nothing. Raises CatalogLockedError naming the new holder."""
+    lease = _HELD.get(location.url)
+    if lease is None:
+        return
+    holder, _ = lease.current()
+    if lease.lost or not holder or holder.get("token") != lease._holder["token"]:
+        lease.lost = True
+        raise CatalogLockedError(
+            f"catalog {location.url}: this run's lock expired and was taken over by "
+            f"{(holder or {}).get('owner') or 'another run'}; nothing was published (rerun when it has finished)"
+        )
 
 
 class ObjectLease:

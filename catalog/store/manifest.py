@@ -27,6 +27,7 @@ from datetime import datetime, timezone
 import pyarrow as pa
 
 from catalog.store.location import CatalogLocation
+from catalog.store.locking import confirm_held
 
 MANIFEST = "catalog.json"
 TABLES_DIR = "tables"
@@ -77,7 +78,8 @@ def publish_tables(location: CatalogLocation, tables: dict[str, pa.Table]) -> di
 
     Local: each table replaces `<name>.parquet` by rename, in the order given (give images last: its rows
     point at the others). S3: versioned files, then the manifest, which keeps the previous manifest's
-    other tables. Returns name -> file written.
+    other tables; when this process holds the catalog's lease, the manifest is written only if the lease
+    is still its own (`locking.confirm_held`). Returns name -> file written.
     """
     if location.is_local:
         written = {}
@@ -90,6 +92,7 @@ def publish_tables(location: CatalogLocation, tables: dict[str, pa.Table]) -> di
     written = {name: f"{TABLES_DIR}/{name}-{version}.parquet" for name in tables}
     for name, table in tables.items():
         location.write_parquet(table, written[name])
+    confirm_held(location)
     manifest = {
         "format": FORMAT,
         "version": version,

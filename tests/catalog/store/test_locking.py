@@ -64,3 +64,17 @@ def test_of_two_takers_of_an_expired_lease_only_one_wins(s3_catalog_url):
         except OSError:
             outcomes.append("refused")
     assert outcomes == ["won", "refused"]
+
+
+def test_a_run_whose_lease_was_taken_over_publishes_nothing(s3_catalog_url):
+    from catalog.store.manifest import publish_tables, read_manifest
+    from tests.catalog.store.test_manifest import _tables
+
+    location = CatalogLocation.parse(s3_catalog_url)
+    with pytest.raises(CatalogLockedError, match="lock expired and was taken over by run B; nothing was published"):
+        with catalog_write_lock(s3_catalog_url, owner="stalled run A"):
+            # As if A stalled past its lease and B took the lock over.
+            location.write_bytes(".catalog.lock", b'{"owner": "run B", "token": "b", "expires": 1e12}')
+            publish_tables(location, _tables(["a"]))
+    assert read_manifest(location) is None
+    assert location.read_bytes(".catalog.lock").startswith(b'{"owner": "run B"'), "B's lock is left alone"
