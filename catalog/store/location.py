@@ -30,6 +30,9 @@ _TMP_PREFIX = ".tmp-"
 _CONNECT_TIMEOUT_S = 3
 _READ_TIMEOUT_S = 60
 _MAX_ATTEMPTS = 2
+# The access check before a command: an endpoint that accepts connections but never answers would
+# otherwise hold it for s3fs's 5 retries x 2 attempts x the 60 s read timeout.
+_PROBE_READ_TIMEOUT_S = 5
 
 
 class CatalogLocationError(ValueError):
@@ -227,7 +230,7 @@ class CatalogLocation:
         endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or "AWS S3"
         # s3fs turns S3's answers into OSErrors (404 -> FileNotFoundError, 403 -> PermissionError).
         try:
-            self.fs.call_s3("head_bucket", Bucket=bucket)
+            _s3_filesystem(asynchronous=False, probe=True).call_s3("head_bucket", Bucket=bucket)
         except FileNotFoundError:
             raise CatalogLocationError(_client_error_text(self.url, bucket, endpoint, "404", None)) from None
         except PermissionError as error:
@@ -252,10 +255,12 @@ def _client_error_text(url: str, bucket: str, endpoint: str, code: str, error: E
 
 
 def _translate_boto(error: Exception) -> str:
-    from botocore.exceptions import EndpointConnectionError, NoCredentialsError
+    from botocore.exceptions import ConnectTimeoutError, EndpointConnectionError, NoCredentialsError, ReadTimeoutError
 
-    if isinstance(error, EndpointConnectionError):
+    if isinstance(error, (EndpointConnectionError, ConnectTimeoutError)):
         return "the S3 endpoint cannot be reached"
+    if isinstance(error, ReadTimeoutError):
+        return f"the S3 endpoint accepted the connection but did not answer within {_PROBE_READ_TIMEOUT_S} s"
     if isinstance(error, NoCredentialsError):
         return "no S3 credentials found (set AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY or AWS_PROFILE)"
     return f"{type(error).__name__}: {error}"
@@ -269,24 +274,27 @@ _AWS_SETTINGS = (
 _FILESYSTEMS: dict[tuple, fsspec.AbstractFileSystem] = {}
 
 
-def _s3_filesystem(asynchronous: bool):
+def _s3_filesystem(asynchronous: bool, probe: bool = False):
     """The s3fs file system for the AWS settings of the environment as it is now.
 
     One per process, setting and mode, kept here rather than in fsspec's instance cache (whose key ignores
     the environment): a changed endpoint or key gets a new one, and a forked or spawned process (a data
     loader worker, a Dask worker) makes its own instead of using its parent's event loop and connections.
+    `probe`: one attempt with a short read timeout, for the access check.
     """
     import s3fs
 
-    key = (os.getpid(), asynchronous, tuple(os.environ.get(name) for name in _AWS_SETTINGS))
+    key = (os.getpid(), asynchronous, probe, tuple(os.environ.get(name) for name in _AWS_SETTINGS))
     if key not in _FILESYSTEMS:
         _FILESYSTEMS[key] = s3fs.S3FileSystem(
             skip_instance_cache=True,
             asynchronous=asynchronous,
             config_kwargs={
                 "connect_timeout": _CONNECT_TIMEOUT_S,
-                "read_timeout": _READ_TIMEOUT_S,
-                "retries": {"max_attempts": _MAX_ATTEMPTS, "mode": "standard"},
+                "read_timeout": _PROBE_READ_TIMEOUT_S if probe else _READ_TIMEOUT_S,
+                "retries": {"max_attempts": 1 if probe else _MAX_ATTEMPTS, "mode": "standard"},
             },
         )
+        if probe:
+            _FILESYSTEMS[key].retries = 1  # s3fs's own retry loop (a class setting, 5 by default)
     return _FILESYSTEMS[key]

@@ -62,3 +62,20 @@ def test_an_unreachable_endpoint_fails_in_seconds(s3_catalog_url, monkeypatch):
     with pytest.raises(CatalogLocationError, match="cannot be reached"):
         CatalogLocation.parse(s3_catalog_url).check_access(for_writing=True)
     assert time.perf_counter() - start < 15
+
+
+def test_an_endpoint_that_never_answers_fails_in_seconds(s3_catalog_url, monkeypatch):
+    import socket
+    import threading
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    accepted = []
+    threading.Thread(target=lambda: accepted.extend(listener.accept() for _ in range(8)), daemon=True).start()
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{listener.getsockname()[1]}")
+    start = time.perf_counter()
+    with pytest.raises(CatalogLocationError, match="accepted the connection but did not answer within 5 s"):
+        CatalogLocation.parse(s3_catalog_url).check_access(for_writing=True)
+    assert time.perf_counter() - start < 30
+    listener.close()
