@@ -139,7 +139,7 @@ def _curate(args: argparse.Namespace) -> int:
 
     result = curate(
         sources=[str(Path(s).resolve()) for s in args.sources],
-        catalog=str(location.local_path.resolve()) if location.is_local else location.url,
+        catalog=location.absolute,
         config=config,
         dask_address=args.dask,
         dask_workers=args.dask_workers,

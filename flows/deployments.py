@@ -28,7 +28,7 @@ def add_arguments(subparsers: argparse._SubParsersAction) -> None:
     )
     serve.add_argument("--name", default=SERVE_DEPLOYMENT, help="deployment name: curate/NAME (default serve)")
     serve.add_argument("--sources", nargs="+", help="default dataset folders of the deployment's runs")
-    serve.add_argument("--catalog", help="default catalog folder of the deployment's runs")
+    serve.add_argument("--catalog", help="default catalog (folder or s3:// URL) of the deployment's runs")
     serve.add_argument("--dask", metavar="ADDRESS", help="default Dask scheduler of the deployment's runs")
     serve.add_argument("--limit", type=int, metavar="N", help="run at most N flow runs at once (default: no limit)")
 
@@ -42,12 +42,14 @@ def run(args: argparse.Namespace) -> int:
             raise FileNotFoundError(f"source {source} does not exist")
     from prefect.settings import get_current_settings
 
+    from catalog.store.location import CatalogLocation
+
     if not get_current_settings().api.url:
         # Without a server Prefect would start a temporary one inside this process: no UI, gone on exit.
         raise ValueError("sammed3d serve needs a Prefect server: set PREFECT_API_URL (e.g. http://127.0.0.1:4200/api)")
     defaults = {
         "sources": [str(Path(s).resolve()) for s in args.sources] if args.sources else None,
-        "catalog": str(Path(args.catalog).resolve()) if args.catalog else None,
+        "catalog": CatalogLocation.parse(args.catalog).absolute if args.catalog else None,
         "dask_address": args.dask,
     }
     from prefect import serve
@@ -66,3 +68,4 @@ def run(args: argparse.Namespace) -> int:
     )
     serve(deployment, limit=args.limit)
     return 0
+

@@ -90,6 +90,11 @@ class CatalogLocation:
         return self.local_path is not None
 
     @property
+    def absolute(self) -> str:
+        """The location as a run parameter: a local folder made absolute, an s3:// URL as it is."""
+        return str(self.local_path.resolve()) if self.is_local else self.url
+
+    @property
     def name(self) -> str:
         """The last path element (the catalog's name in reports)."""
         return self.local_path.name if self.is_local else self.url.rstrip("/").rsplit("/", 1)[-1]

@@ -26,6 +26,7 @@ def test_local_paths_and_s3_urls_are_accepted(tmp_path):
     s3 = CatalogLocation.parse("s3://bucket/run1/")
     assert not s3.is_local and s3.url == "s3://bucket/run1" and s3.path("images.parquet") == "bucket/run1/images.parquet"
     assert TrainConfig(catalog="s3://bucket/run1", out="r").catalog == "s3://bucket/run1"
+    assert s3.absolute == "s3://bucket/run1" and CatalogLocation.parse("rel").absolute == str(Path("rel").resolve())
 
 
 @pytest.mark.parametrize("url", ["s3://", "s3:///x", "s3://B/upper"])
