@@ -19,6 +19,7 @@ import pytest
 import yaml
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
+from flows.curate import default_batch_count
 from pipeline.phantoms import write_phantom_datasets
 from tests.flows.integration_helpers import (
     DEPLOYMENT,
@@ -57,11 +58,18 @@ def test_a_deployment_run_on_the_dask_cluster_gives_the_local_catalog(loopback_s
     assert "Completed" in run.stdout, run.stdout
     flow_run_id = next(line.split()[-1] for line in run.stdout.splitlines() if "UUID:" in line)
 
-    # One task per case, executed by the Dask workers, each reporting its task run to this server.
+    # Cases go in batches, 4 per worker thread of the cluster; each batch is one task executed by the Dask
+    # workers, each reporting its task run to this server.
     cases = {path.name.split("_0000")[0] for path in raw_data.glob("*/imagesTr/*_0000.*")}
-    assert sum(loopback_stack.dask_executed_counts().values()) - executed_before == len(cases)
+    planned = loopback_stack.wait_for_log(flow_run_id, "cases to curate in")  # "17 cases to curate in 8 batches..."
+    assert planned.startswith(f"{len(cases)} cases to curate in "), planned
+    n_batches = int(planned.split(" in ")[1].split()[0])
+    assert n_batches in {default_batch_count(len(cases), threads) for threads in (2, 3)} and n_batches < len(cases)
+    assert sum(loopback_stack.dask_executed_counts().values()) - executed_before == n_batches
     states = loopback_stack.case_task_states(flow_run_id)
-    assert len(states) == len(cases) and all(s[-1] == "Completed" for s in states.values()), sorted(states)
+    assert len(states) == n_batches and all(s[-1] == "Completed" for s in states.values()), sorted(states)
+    covered = sum(int(name.split("(")[1].split(" case")[0]) for name in states)
+    assert covered == len(cases), sorted(states)
 
     assert_catalog_complete(catalog, source_image_ids(raw_data))
     local_root, _ = raw_catalog
