@@ -1,8 +1,9 @@
 """Curation on Dask vs the thread pool, on a larger SYNTHETIC phantom set, measured side by side in one run.
 
 1. Throughput: images per minute curating ~200 SYNTHETIC phantom images (140 cases) with the `curate` flow on
-   a local Dask cluster of 1 and 2 worker processes (1 thread each), on the thread pool (2 threads), and
-   the same cases in a plain loop without Prefect (1 process: the compute floor).
+   a local Dask cluster of 1 and 2 worker processes (1 thread each; cases in batches, the default, and for
+   2 workers also one case per task), on the thread pool (2 threads), and the same cases in a plain loop
+   without Prefect (1 process), with each flow's images per minute as a share of the plain loop's.
 2. Orchestration cost per task: a flow that submits N no-op tasks, timed against the same flow with none,
    through the thread pool and through Dask; and for the curation runs, wall time x workers / cases
    minus the plain loop's time per case.
@@ -135,8 +136,14 @@ def main() -> int:
                     curate, sources=[str(sources)], catalog=str(work / f"dask-{workers}"),
                     dask_address=cluster.scheduler_address,
                 )
-                rows.append(("Dask", f"{workers} worker{'s' * (workers > 1)}", result["curated"], wall, workers))
+                rows.append(("Dask, batches (default)", f"{workers} worker{'s' * (workers > 1)}", result["curated"],
+                             wall, workers))
                 if workers == 2:
+                    wall, result = seconds(
+                        curate, sources=[str(sources)], catalog=str(work / "dask-2-single"),
+                        dask_address=cluster.scheduler_address, batch_size=1,
+                    )
+                    rows.append(("Dask, one case per task", "2 workers", result["curated"], wall, workers))
                     address = cluster.scheduler_address
                     with Client(cluster) as client:
                         cpu_before = sum(client.run(cpu_seconds).values())
@@ -147,7 +154,7 @@ def main() -> int:
                         args.noop_tasks_dask, wall_ms, f"{cpu_ms / (4 + 3 * args.noop_tasks_dask):.1f}"
                     )
         wall, result = seconds(curate, sources=[str(sources)], catalog=str(work / "threads"), threads=2)
-        rows.append(("thread pool", "2 threads", result["curated"], wall, 2))
+        rows.append(("thread pool, batches (default)", "2 threads", result["curated"], wall, 2))
         overhead["thread pool, 2 threads"] = (
             args.noop_tasks_threads,
             task_overhead_ms(lambda: ThreadPoolTaskRunner(max_workers=2), args.noop_tasks_threads),
@@ -157,11 +164,12 @@ def main() -> int:
         shutil.rmtree(work, ignore_errors=True)
 
     print(f"\n{n_images} images in {n_cases} cases (size scale {args.size_scale:g})\n")
-    print("| runner | workers | images | seconds | images / minute | orchestration per case |")
-    print("|---|---|---|---|---|---|")
+    print("| runner | workers | images | seconds | images / minute | of the plain loop's | orchestration per case |")
+    print("|---|---|---|---|---|---|---|")
     for runner, workers, images, wall, parallel in rows:
         extra = "" if parallel is None else f"{(wall * parallel - loop_s) / n_cases * 1000:.0f} ms"
-        print(f"| {runner} | {workers} | {images} | {wall:.1f} | {images / wall * 60:.0f} | {extra} |")
+        share = f"{images / wall / (n_images / loop_s):.0%}"
+        print(f"| {runner} | {workers} | {images} | {wall:.1f} | {images / wall * 60:.0f} | {share} | {extra} |")
     print("\norchestration per case = (seconds x workers - plain loop seconds) / cases")
     print("\nNo-op tasks: (wall of a flow with N tasks - wall of an empty flow) / N, best of 3:\n")
     print("| runner | N | ms per task | Dask workers' CPU ms per task |")

@@ -1,6 +1,6 @@
 """Curate dataset folders into a catalog without a Prefect server, for the training benchmarks.
 
-Runs the `curate-case` task's plain function per case (same shards and rows as the flow), then folds the
+Runs the flow's per-case function `curate_one_case` (same shards and rows as the flow), then folds the
 parts into the tables. Benchmarks only: production curation goes through the `curate` flow.
 """
 
@@ -12,13 +12,13 @@ from pathlib import Path
 def curate_without_server(sources: list[Path], root: Path) -> Path:
     """Curate every case of the dataset folders (or folders of them) in `sources` into catalog `root`."""
     from catalog.writer import consolidate
-    from flows.curate import curate_case_task, load_cases
+    from flows.curate import curate_one_case, load_cases
     from pipeline.catalog_rows import source_hashes
     from pipeline.config import CurationConfig
 
     config = CurationConfig()
     for case in load_cases([str(s) for s in sources]):
-        curate_case_task.fn(case, config, str(root), [c.index for c in case.channels], source_hashes(case))
+        curate_one_case(case, config, str(root), [c.index for c in case.channels], source_hashes(case))
     consolidate(root)
     return root
 

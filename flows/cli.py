@@ -54,6 +54,9 @@ def _parser(argv: list[str]) -> argparse.ArgumentParser:
     dask.add_argument("--dask", metavar="ADDRESS", help="run tasks on this Dask scheduler")
     dask.add_argument("--dask-workers", type=int, metavar="N", help="start a local Dask cluster of N workers")
     curate.add_argument("--threads", type=int, default=2, help="thread-pool size without Dask (default 2)")
+    curate.add_argument(
+        "--batch-size", type=int, metavar="N", help="cases per Prefect task (default: 4 tasks per worker)"
+    )
 
     catalog = commands.add_parser("catalog", help="inspect a catalog")
     catalog_commands = catalog.add_subparsers(dest="catalog_command", required=True)
@@ -134,6 +137,8 @@ def _curate(args: argparse.Namespace) -> int:
             raise FileNotFoundError(f"source {source} does not exist")
     if args.threads < 1 or (args.dask_workers is not None and args.dask_workers < 1):
         raise ValueError("--threads and --dask-workers must be at least 1")
+    if args.batch_size is not None and args.batch_size < 1:
+        raise ValueError("--batch-size must be at least 1")
     config = CurationConfig.from_file(args.config) if args.config else CurationConfig()
     from flows.curate import curate
 
@@ -145,6 +150,7 @@ def _curate(args: argparse.Namespace) -> int:
         dask_workers=args.dask_workers,
         threads=args.threads,
         layout=args.layout,
+        batch_size=args.batch_size,
     )
     print(
         f"catalog {args.catalog}: {result['images']} images, {result['masks']} masks "

@@ -11,6 +11,7 @@ Reads top to bottom:
 
 from __future__ import annotations
 
+import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from pathlib import Path
 
 from prefect import flow, get_client, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
+from prefect.exceptions import MissingContextError
 from prefect.runtime import flow_run
 from prefect.task_runners import ThreadPoolTaskRunner
 
@@ -93,13 +95,12 @@ def stale_channels(case: CaseRecord, hashes: dict, config_hash: str, known: dict
     ]
 
 
-@task(name="curate-case", retries=2, retry_delay_seconds=2, task_run_name="curate {case.dataset}/{case.case_id}")
-def curate_case_task(
+def curate_one_case(
     case: CaseRecord, config: CurationConfig, catalog_root: str, channels: list[int], hashes: dict
 ) -> CaseOutcome:
     """Curate the given channels of one case; write their shards, then the case's part file.
 
-    Bad input never raises (it becomes rejected rows); what raises is transient (I/O), hence the retries.
+    Bad input never raises (it becomes rejected rows); what raises is transient (I/O).
     """
     result = curate_case(case, config, channels=channels, hashes=hashes)
     for image in result.images:
@@ -127,6 +128,89 @@ def curate_case_task(
     write_part(catalog_root, case_key(case), [i.row for i in result.images], result.masks)
     kept = sum(i.row["status"] == "kept" for i in result.images)
     return CaseOutcome(case_key(case), curated=len(channels), skipped=len(case.channels) - len(channels), kept=kept)
+
+
+@dataclass(frozen=True)
+class CaseJob:
+    """One case to curate: the channels whose catalog rows are missing or stale, and its source hashes."""
+
+    case: CaseRecord
+    channels: list[int]
+    hashes: dict
+
+    def cost(self) -> int:
+        """Bytes of source files to read: a stand-in for the case's curation time when balancing batches."""
+        paths = [self.case.channels[i].path for i in self.channels] + [self.case.label_path]
+        return sum(_size(p) for p in paths if p is not None)
+
+
+def _size(path) -> int:
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return 0
+
+
+def plan_batches(jobs: list[CaseJob], n_batches: int) -> list[list[CaseJob]]:
+    """Split `jobs` into at most `n_batches` batches of about equal cost (largest first into the lightest).
+
+    Each batch keeps the cases' original order. Empty batches are dropped.
+    """
+    if n_batches < 1:
+        raise ValueError(f"n_batches must be at least 1, got {n_batches}")
+    n_batches = min(n_batches, len(jobs))
+    loads, members = [0] * n_batches, [[] for _ in range(n_batches)]
+    for index in sorted(range(len(jobs)), key=lambda i: -jobs[i].cost()):
+        lightest = loads.index(min(loads))
+        loads[lightest] += jobs[index].cost()
+        members[lightest].append(index)
+    return [[jobs[i] for i in sorted(batch)] for batch in members if batch]
+
+
+def _already_written(job: CaseJob, catalog_root: str, config_hash: str) -> CaseOutcome | None:
+    """The outcome of a job whose part an earlier try of its batch finished (its rows match the job), else None."""
+    key = case_key(job.case)
+    if key not in finished_parts(catalog_root):
+        return None
+    rows = read_part_images(catalog_root, key)
+    known = {r.image_id: (r.source_hash, r.config_hash) for r in rows.itertuples()}
+    if stale_channels(job.case, job.hashes, config_hash, known):
+        return None  # a part of an earlier run, made from other sources or another config
+    kept = int((rows.status == "kept").sum())
+    return CaseOutcome(key, curated=len(job.channels), skipped=len(job.case.channels) - len(job.channels), kept=kept)
+
+
+def _task_logger():
+    """The run's logger inside a Prefect run; this module's logger when the task's function is called directly."""
+    try:
+        return get_run_logger()
+    except MissingContextError:
+        return logging.getLogger(__name__)
+
+
+@task(name="curate-batch", retries=2, retry_delay_seconds=2, task_run_name="curate {label}")
+def curate_batch_task(label: str, jobs: list[CaseJob], config: CurationConfig, catalog_root: str) -> list[CaseOutcome]:
+    """Curate a batch of cases, one after another, each writing its own shards and part file.
+
+    A case that raises (transient I/O: bad input becomes rejected rows instead) does not stop the others;
+    the task then fails naming them, and Prefect's retry redoes only the cases whose part is not written.
+    """
+    logger = _task_logger()
+    config_hash = config.config_hash()
+    outcomes, failed = [], []
+    for job in jobs:
+        done = _already_written(job, catalog_root, config_hash)
+        if done is not None:
+            outcomes.append(done)
+            continue
+        try:
+            outcomes.append(curate_one_case(job.case, config, catalog_root, job.channels, job.hashes))
+        except Exception as error:  # noqa: BLE001 - reported below, the batch's retry redoes the case
+            logger.warning("%s failed: %s: %s", case_key(job.case), type(error).__name__, error)
+            failed.append(f"{case_key(job.case)} ({type(error).__name__}: {error})")
+    if failed:
+        raise RuntimeError(f"{len(failed)} of {len(jobs)} cases failed: {'; '.join(failed)}")
+    return outcomes
 
 
 def share_api_with_worker_processes() -> None:
@@ -158,11 +242,33 @@ def make_task_runner(dask_address: str | None, dask_workers: int | None, threads
     return ThreadPoolTaskRunner(max_workers=threads)
 
 
+def default_batch_count(n_jobs: int, parallelism: int) -> int:
+    """Batches for `n_jobs` cases on `parallelism` workers: 4 per worker, so a slow batch leaves others work.
+
+    One task per case costs about 75 ms of Dask and Prefect bookkeeping each (docs/benchmarks.md), as much as
+    curating a small image; a few tasks per worker keep that cost negligible while balancing uneven cases.
+    """
+    return max(1, min(n_jobs, 4 * max(1, parallelism)))
+
+
+def scheduler_threads(address: str) -> int:
+    """Worker threads connected to the Dask scheduler at `address` now (at least 1)."""
+    from distributed import Client
+
+    with Client(address, timeout=30) as client:
+        return max(1, sum(client.nthreads().values()))
+
+
 @flow(name="curate-cases")
 def curate_cases(
-    sources: list[str], catalog_root: str, config: CurationConfig, layout: str | None = None
+    sources: list[str],
+    catalog_root: str,
+    config: CurationConfig,
+    layout: str | None = None,
+    parallelism: int = 2,
+    batch_size: int | None = None,
 ) -> list[CaseOutcome]:
-    """Find the cases and fan them out over this flow's task runner (chosen by `curate`)."""
+    """Find the cases and fan them out, in batches, over this flow's task runner (chosen by `curate`)."""
     logger = get_run_logger()
     cases = load_cases(sources, layout)
     known = catalogued_fingerprints(catalog_root)
@@ -170,14 +276,30 @@ def curate_cases(
     config_hash = config.config_hash()
     with ThreadPoolExecutor(max_workers=4) as pool:
         all_hashes = list(pool.map(source_hashes, cases))
-    futures, outcomes = [], []
+    jobs, outcomes = [], []
     for case, hashes in zip(cases, all_hashes):
         stale = stale_channels(case, hashes, config_hash, known)
         if stale:
-            futures.append(curate_case_task.submit(case, config, catalog_root, stale, hashes))
+            jobs.append(CaseJob(case, stale, hashes))
         else:
             outcomes.append(CaseOutcome(case_key(case), curated=0, skipped=len(case.channels), kept=0))
-    return outcomes + [future.result() for future in futures]
+    if not jobs:
+        return outcomes
+    n_batches = -(-len(jobs) // batch_size) if batch_size else default_batch_count(len(jobs), parallelism)
+    batches = plan_batches(jobs, n_batches)
+    logger.info("%d cases to curate in %d batches of %d to %d", len(jobs), len(batches),
+                min(map(len, batches)), max(map(len, batches)))
+    futures = [
+        curate_batch_task.submit(_batch_label(number, len(batches), batch), batch, config, catalog_root)
+        for number, batch in enumerate(batches, start=1)
+    ]
+    return outcomes + [outcome for future in futures for outcome in future.result()]
+
+
+def _batch_label(number: int, total: int, batch: list[CaseJob]) -> str:
+    first, last = batch[0].case, batch[-1].case
+    span = f"{first.dataset}/{first.case_id}" + (f" .. {last.dataset}/{last.case_id}" if len(batch) > 1 else "")
+    return f"batch {number}/{total} ({len(batch)} case{'s' * (len(batch) > 1)}: {span})"
 
 
 @flow(name="curate", log_prints=True)
@@ -189,6 +311,7 @@ def curate(
     dask_workers: int | None = None,
     threads: int = 2,
     layout: str | None = None,
+    batch_size: int | None = None,
 ) -> dict:
     """Curate every dataset under `sources` into the catalog at `catalog` (a folder or an s3:// URL).
 
@@ -202,6 +325,8 @@ def curate(
         threads: thread-pool size when neither Dask option is given.
         layout: dataset layout (nnunet_v2, msd, sammed3d, totalsegmentator, dicom); detected per folder
             when None.
+        batch_size: cases per task; None makes 4 batches per worker (thread, or Dask worker thread). Each
+            case still gets its own rows, reasons and part file; a failed case is retried with its batch.
 
     The run holds the catalog's lock (`catalog.store.locking`) throughout; a second run on the same catalog at the
     same time fails at once with CatalogLockedError, naming the run that holds it.
@@ -211,8 +336,13 @@ def curate(
     root.check_access(for_writing=True)  # unreachable, refused or missing bucket: fail before writing anything
     # One writer per catalog: a second run at once would fold the first one's parts in mid-flight.
     with catalog_write_lock(root, owner=f"flow run {flow_run.name!r} ({flow_run.id})"):
+        if batch_size is not None and batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         runner = make_task_runner(dask_address, dask_workers, threads)
-        outcomes = curate_cases.with_options(task_runner=runner)([str(s) for s in sources], root.url, config, layout)
+        parallelism = dask_workers or (scheduler_threads(dask_address) if dask_address else threads)
+        outcomes = curate_cases.with_options(task_runner=runner)(
+            [str(s) for s in sources], root.url, config, layout, parallelism, batch_size
+        )
         n_images, n_masks = consolidate(root, config.split_fractions)
         curated = sum(o.curated for o in outcomes)
         skipped = sum(o.skipped for o in outcomes)

@@ -277,7 +277,7 @@ class LoopbackStack:
         return wait_until(message, timeout_s, f"a log line with {fragment!r} from flow run {flow_run_id}", self.tails)
 
     def case_task_states(self, flow_run_id: str) -> dict[str, list[str]]:
-        """The curate-case task runs of a `curate` flow run (they run in its subflow): name -> state names."""
+        """The curate-batch task runs of a `curate` flow run (they run in its subflow): name -> state names."""
         from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, FlowRunFilterParentFlowRunId
 
         with self.client() as client:

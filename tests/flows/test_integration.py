@@ -19,6 +19,7 @@ import pytest
 import yaml
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
+from flows.curate import default_batch_count
 from pipeline.phantoms import write_phantom_datasets
 from tests.flows.integration_helpers import (
     DEPLOYMENT,
@@ -57,11 +58,17 @@ def test_a_deployment_run_on_the_dask_cluster_gives_the_local_catalog(loopback_s
     assert "Completed" in run.stdout, run.stdout
     flow_run_id = next(line.split()[-1] for line in run.stdout.splitlines() if "UUID:" in line)
 
-    # One task per case, executed by the Dask workers, each reporting its task run to this server.
+    # Cases go in batches, 4 per worker thread of the cluster; each batch is one task executed by the Dask
+    # workers, each reporting its task run to this server.
     cases = {path.name.split("_0000")[0] for path in raw_data.glob("*/imagesTr/*_0000.*")}
-    assert sum(loopback_stack.dask_executed_counts().values()) - executed_before == len(cases)
     states = loopback_stack.case_task_states(flow_run_id)
-    assert len(states) == len(cases) and all(s[-1] == "Completed" for s in states.values()), sorted(states)
+    n_batches = len(states)  # task runs are named "curate batch 3/8 (2 cases: first .. last)"
+    assert n_batches in {default_batch_count(len(cases), threads) for threads in (2, 3)} and n_batches < len(cases)
+    assert all(f"/{n_batches} (" in name for name in states), sorted(states)
+    assert sum(loopback_stack.dask_executed_counts().values()) - executed_before == n_batches
+    assert all(s[-1] == "Completed" for s in states.values()), sorted(states)
+    covered = sum(int(name.split("(")[1].split(" case")[0]) for name in states)
+    assert covered == len(cases), sorted(states)
 
     assert_catalog_complete(catalog, source_image_ids(raw_data))
     local_root, _ = raw_catalog
@@ -133,9 +140,11 @@ def test_docker_compose_file_is_valid_and_agrees_with_prefect_yaml():
                               text=True, encoding="utf-8", errors="replace",
                               timeout=60, check=True)
     services = json.loads(rendered.stdout)["services"]
-    assert set(services) == {"postgres", "prefect-server", "deploy", "prefect-worker", "dask-scheduler", "dask-worker"}
+    assert set(services) == {
+        "minio", "minio-bucket", "postgres", "prefect-server", "deploy", "prefect-worker", "dask-scheduler", "dask-worker"
+    }
 
-    curator = {name: s for name, s in services.items() if name != "postgres"}
+    curator = {name: s for name, s in services.items() if name not in ("postgres", "minio", "minio-bucket")}
     assert {s["image"] for s in curator.values()} == {"sammed3d-curator:0.1.0"}
     assert all(Path(s["build"]["context"]) == REPO_ROOT and s["build"]["dockerfile"] == "Dockerfile"
                for s in curator.values())
@@ -148,10 +157,23 @@ def test_docker_compose_file_is_valid_and_agrees_with_prefect_yaml():
         assert mounts["/data/sources"].get("read_only") is True and not mounts["/data/catalog"].get("read_only")
         assert services[name]["environment"]["PREFECT_API_URL"] == "http://prefect-server:4200/api"
 
-    deployment = yaml.safe_load((REPO_ROOT / "prefect.yaml").read_text())["deployments"][0]
+    # MinIO: the bucket is created before any worker starts, and every worker reaches it by the AWS variables.
+    bucket_job = services["minio-bucket"]
+    assert bucket_job["depends_on"]["minio"]["condition"] == "service_healthy"
+    bucket = bucket_job["environment"]["MINIO_BUCKET"]
+    for name in ("prefect-worker", "dask-worker"):
+        environment = services[name]["environment"]
+        assert environment["AWS_ENDPOINT_URL"] == "http://minio:9000"
+        assert environment["AWS_ACCESS_KEY_ID"] == services["minio"]["environment"]["MINIO_ROOT_USER"]
+        assert environment["AWS_SECRET_ACCESS_KEY"] == services["minio"]["environment"]["MINIO_ROOT_PASSWORD"]
+        assert services[name]["depends_on"]["minio-bucket"]["condition"] == "service_completed_successfully"
+
+    deployment, on_minio = yaml.safe_load((REPO_ROOT / "prefect.yaml").read_text())["deployments"]
     assert deployment["parameters"] == {
         "sources": ["/data/sources"], "catalog": "/data/catalog", "dask_address": "tcp://dask-scheduler:8786",
     }
+    assert on_minio["parameters"]["catalog"] == f"s3://{bucket}/catalog"
+    assert on_minio["entrypoint"] == deployment["entrypoint"] and on_minio["work_pool"] == deployment["work_pool"]
     assert "--port 8786" in " ".join(services["dask-scheduler"]["command"])
     assert f"--pool {deployment['work_pool']['name']}" in " ".join(services["prefect-worker"]["command"])
 

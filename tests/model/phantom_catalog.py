@@ -15,7 +15,7 @@ def build_phantom_catalog(folder: Path, n_ct: int = 2, n_mr: int = 1, catalog: s
     """Write n_ct CT and n_mr two-channel MR phantom cases under folder/raw and curate them to folder/catalog
     (or to `catalog`, e.g. an s3:// URL); returns the catalog root."""
     from catalog.writer import consolidate
-    from flows.curate import curate_case_task, load_cases
+    from flows.curate import curate_one_case, load_cases
     from pipeline.catalog_rows import source_hashes
     from pipeline.config import CurationConfig
     from pipeline.phantoms import write_phantom_datasets
@@ -24,7 +24,7 @@ def build_phantom_catalog(folder: Path, n_ct: int = 2, n_mr: int = 1, catalog: s
     root = catalog or folder / "catalog"
     for case in load_cases([str(folder / "raw")]):
         # The task's plain function: same shards and rows as the flow, no Prefect server needed.
-        curate_case_task.fn(case, CurationConfig(), str(root), [c.index for c in case.channels], source_hashes(case))
+        curate_one_case(case, CurationConfig(), str(root), [c.index for c in case.channels], source_hashes(case))
     consolidate(root)
     return root
 
