@@ -83,5 +83,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"{verb} {item.path} ({item.bytes} bytes)")
     total = sum(item.bytes for item in garbage)
     freed = "would free" if args.dry_run else "freed"
-    print(f"{verb} {len(garbage)} unreferenced prefixes/files of {CatalogLocation.parse(args.root).url}; {freed} {total} bytes")
+    url = CatalogLocation.parse(args.root).url
+    print(f"{verb} {len(garbage)} unreferenced prefixes/files of {url}; {freed} {total} bytes")
     return 0

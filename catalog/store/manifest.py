@@ -48,7 +48,7 @@ def read_manifest(location: CatalogLocation) -> dict | None:
         manifest = json.loads(data)
     except json.JSONDecodeError as error:
         raise ManifestError(f"{location.url_of(MANIFEST)} is not valid JSON: {error}") from None
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT or not isinstance(manifest.get("tables"), dict):
+    if not (isinstance(manifest, dict) and manifest.get("format") == FORMAT and isinstance(manifest.get("tables"), dict)):
         raise ManifestError(f"{location.url_of(MANIFEST)} is not a catalog manifest of format {FORMAT}")
     return manifest
 

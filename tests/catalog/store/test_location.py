@@ -44,7 +44,8 @@ def test_objects_parquet_and_zarr_round_trip(s3_catalog_url):
 def test_missing_bucket_is_a_clear_error_and_writes_nothing(s3_catalog_url, s3_server):
     with pytest.raises(CatalogLocationError, match=r"bucket 'no-such-bucket' does not exist"):
         CatalogLocation.parse("s3://no-such-bucket/cat").check_access(for_writing=True)
-    assert "no-such-bucket" not in [b["Name"] for b in boto3.client("s3", endpoint_url=s3_server[0]).list_buckets()["Buckets"]]
+    buckets = boto3.client("s3", endpoint_url=s3_server[0]).list_buckets()["Buckets"]
+    assert "no-such-bucket" not in [b["Name"] for b in buckets]
 
 
 def test_wrong_credentials_are_a_clear_error(s3_catalog_url, monkeypatch):

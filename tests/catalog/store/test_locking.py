@@ -16,7 +16,8 @@ def test_a_second_writer_is_refused_naming_the_holder_and_the_lock_is_removed_on
     location = CatalogLocation.parse(s3_catalog_url)
     with catalog_write_lock(s3_catalog_url, owner="run A") as lock:
         assert lock == f"{s3_catalog_url}/.catalog.lock" and location.exists(".catalog.lock")
-        with pytest.raises(CatalogLockedError, match=rf"catalog {s3_catalog_url} is being written by run A on host .* pid \d+"):
+        refusal = rf"catalog {s3_catalog_url} is being written by run A on host .* pid \d+"
+        with pytest.raises(CatalogLockedError, match=refusal):
             with catalog_write_lock(s3_catalog_url, owner="run B"):
                 pass
     assert not location.exists(".catalog.lock")
