@@ -20,7 +20,8 @@ COPY pipeline pipeline
 COPY catalog catalog
 COPY flows flows
 COPY model model
-RUN pip install . && mkdir -p /data/sources /data/catalog
+RUN pip install . && mkdir -p /data/sources /data/catalog /etc/dask \
+    && cp flows/dask.yaml /etc/dask/sammed3d.yaml
 
 # docker-compose.yml runs the services as an unprivileged user (SAMMED3D_UID): keep Prefect's home writable.
 ENV HOME=/tmp PREFECT_HOME=/tmp/prefect

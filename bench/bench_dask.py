@@ -97,6 +97,8 @@ def main() -> int:
     parser.add_argument("--mr-cases", type=int, default=60, help="MR phantoms (2 channels = 2 images each)")
     parser.add_argument("--size-scale", type=float, default=1.0, help="voxels per axis relative to the default")
     # Enough no-op tasks for a few seconds of each runner: the thread pool hides ~200 of them in a flow's fixed cost.
+    parser.add_argument("--dask-defaults", action="store_true",
+                        help="keep Dask's worker environment (MALLOC_TRIM_THRESHOLD_) instead of flows/dask.yaml")
     parser.add_argument("--noop-tasks-dask", type=int, default=200)
     parser.add_argument("--noop-tasks-threads", type=int, default=1000)
     args = parser.parse_args()
@@ -107,7 +109,7 @@ def main() -> int:
     from distributed import Client, LocalCluster
     from prefect_dask import DaskTaskRunner
 
-    from flows.curate import curate, share_api_with_worker_processes
+    from flows.curate import apply_dask_settings, curate, share_api_with_worker_processes
     from pipeline.phantoms import write_phantom_datasets
 
     print(f"# Dask benchmark ({os.cpu_count()} cores); before: {uptime()}", flush=True)
@@ -123,6 +125,8 @@ def main() -> int:
         write_phantom_datasets(warmup, seed=1, n_ct=1, n_mr=1)
         curate(sources=[str(warmup)], catalog=str(work / "warmup-catalog"))  # starts Prefect's local server
         share_api_with_worker_processes()  # before any cluster starts, so its workers report to that server
+        if not args.dask_defaults:
+            apply_dask_settings()  # as `curate --dask-workers` and the Docker image do
 
         loop_s, n_cases, n_images = plain_loop(sources, work / "plain")
         rows = [("plain loop, no Prefect", "1 process", n_images, loop_s, None)]

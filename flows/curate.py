@@ -17,6 +17,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+import dask
+import yaml
 from prefect import flow, get_client, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.exceptions import MissingContextError
@@ -224,6 +226,17 @@ def share_api_with_worker_processes() -> None:
         os.environ["PREFECT_API_URL"] = str(get_client(sync_client=True).api_url)
 
 
+DASK_SETTINGS = Path(__file__).with_name("dask.yaml")
+
+
+def apply_dask_settings() -> None:
+    """Load flows/dask.yaml into this process's Dask config, so local clusters started from here use it.
+
+    Workers of a separate cluster read the same file from /etc/dask (the Docker image installs it there).
+    """
+    dask.config.update(dask.config.config, yaml.safe_load(DASK_SETTINGS.read_text(encoding="utf-8")))
+
+
 def make_task_runner(dask_address: str | None, dask_workers: int | None, threads: int):
     """Thread pool by default; `DaskTaskRunner` for a cluster address or a local cluster of N workers.
 
@@ -236,6 +249,7 @@ def make_task_runner(dask_address: str | None, dask_workers: int | None, threads
 
         if dask_address:
             return DaskTaskRunner(address=dask_address)
+        apply_dask_settings()
         return DaskTaskRunner(
             cluster_kwargs={"n_workers": dask_workers, "threads_per_worker": 1, "processes": True},
         )
