@@ -27,11 +27,14 @@ writes the splits into both tables (called by `catalog.writer.consolidate`).
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from catalog.duplicate_index import near_candidates
+from catalog.schema import DUPLICATE_SCHEMA, DUPLICATES_TABLE
 from catalog.splits import assign_splits
 
 MIN_CORRELATION = 0.95
@@ -39,25 +42,80 @@ MIN_OVERLAP_SLICES = 16
 MIN_OVERLAP_FRACTION = 0.5
 EXACT, NEAR = "exact", "near"
 
-PAIR_COLUMNS = [
-    "image_a", "image_b", "dataset_a", "case_a", "dataset_b", "case_b", "kind", "correlation",
-    "shift_slices", "overlap_slices", "header_offset_mm",
-]
+PAIR_COLUMNS = DUPLICATE_SCHEMA.names
 _NEEDED = [
     "image_id", "dataset", "case_id", "status", "stored_sha256", "similarity_signature", "canonical_shape_spl",
     "stored_spacing_xyz", "stored_origin_xyz", "stored_direction", "stored_shape_zyx",
 ]
 
 
-def find_duplicate_pairs(images: pd.DataFrame) -> pd.DataFrame:
+def find_duplicate_pairs(images: pd.DataFrame, among: set[str] | None = None) -> pd.DataFrame:
     """Pairs of kept images of different cases that are the same scan (columns `PAIR_COLUMNS`).
 
     `shift_slices`: image_b's axial slice k (inferior first, stored spacing) shows image_a's slice
     k + shift. `header_offset_mm`: how far apart the two headers place those matched slices along the
     body axis (0 when the world coordinates agree). `image_a` < `image_b`; rows sorted.
+    `among`: image ids to search; only pairs with at least one of them are returned (None: all images).
+    Near pairs are checked with `best_alignment` only for the candidates of `catalog.duplicate_index`.
     """
+    entries = _kept_entries(images)
+    searched = [e for e in entries if among is None or e.image_id in among]
+    pairs = _exact_pairs(entries, {e.image_id for e in searched})
+    by_spacing: dict[tuple, list[_Entry]] = {}
+    for entry in entries:
+        if entry.differences is not None:
+            by_spacing.setdefault(entry.bucket[0], []).append(entry)
+    searched_ids = {e.image_id for e in searched}
+    for group in by_spacing.values():
+        queries = [i for i, e in enumerate(group) if e.image_id in searched_ids]
+        everything = list(range(len(group)))
+        sequences = [e.differences for e in group]
+        found = near_candidates(sequences, everything, queries, MIN_OVERLAP_SLICES, MIN_OVERLAP_FRACTION)
+        if among is not None:
+            found |= near_candidates(sequences, queries, everything, MIN_OVERLAP_SLICES, MIN_OVERLAP_FRACTION)
+        for i, j in sorted(found):
+            _check_near(group[i], group[j], pairs)
+    return _pairs_frame(pairs)
+
+
+def find_duplicate_pairs_exhaustive(images: pd.DataFrame) -> pd.DataFrame:
+    """The same pairs as `find_duplicate_pairs`, by checking every pair of compatible images: the reference."""
+    entries = _kept_entries(images)
+    pairs = _exact_pairs(entries, {e.image_id for e in entries})
+    near = [e for e in entries if e.differences is not None]
+    for i, a in enumerate(near):
+        for b in near[i + 1:]:
+            _check_near(a, b, pairs)
+    return _pairs_frame(pairs)
+
+
+def update_duplicate_pairs(
+    images: pa.Table | pd.DataFrame, previous: pd.DataFrame | None, changed: set[str]
+) -> pd.DataFrame:
+    """The pairs of `images` (all rows of the images table) given the pairs found before (`previous`;
+    None: never searched) and the ids of the images written since (`changed`: new or replaced). Pairs of
+    changed, removed or no longer kept images are dropped; only changed images are searched, against all
+    kept ones."""
+    if isinstance(images, pa.Table):
+        images = images.select(_NEEDED).to_pandas()
+    if previous is None:
+        return find_duplicate_pairs(images)
+    kept = set(images.image_id[(images.status == "kept") & images.stored_sha256.notna()])
+    unchanged = kept - changed
+    still = previous[previous.image_a.isin(unchanged) & previous.image_b.isin(unchanged)]
+    fresh = find_duplicate_pairs(images, among=kept & changed)
+    frame = pd.concat([still[PAIR_COLUMNS], fresh]) if len(still) else fresh
+    frame = frame.sort_values(["image_a", "image_b"]).reset_index(drop=True)
+    return frame.astype({"shift_slices": "int64", "overlap_slices": "int64"})
+
+
+def _kept_entries(images: pd.DataFrame) -> list[_Entry]:
     kept = images[(images.status == "kept") & images.stored_sha256.notna()].sort_values("image_id")
-    entries = [_Entry(row) for row in kept.itertuples(index=False)]
+    return [_Entry(row) for row in kept.itertuples(index=False)]
+
+
+def _exact_pairs(entries: list[_Entry], searched: set[str]) -> dict[tuple[str, str], dict]:
+    """Pairs of equal stored arrays with at least one image in `searched`."""
     pairs: dict[tuple[str, str], dict] = {}
     by_hash: dict[str, list[_Entry]] = {}
     for entry in entries:
@@ -65,26 +123,25 @@ def find_duplicate_pairs(images: pd.DataFrame) -> pd.DataFrame:
     for same in by_hash.values():
         for i, a in enumerate(same):
             for b in same[i + 1:]:
-                if a.case != b.case:
+                if a.case != b.case and (a.image_id in searched or b.image_id in searched):
                     pairs[(a.image_id, b.image_id)] = _pair(a, b, EXACT, 1.0, 0, a.n_slices)
+    return pairs
 
-    buckets: dict[tuple, list[_Entry]] = {}
-    for entry in entries:
-        if entry.differences is not None:
-            buckets.setdefault(entry.bucket, []).append(entry)
-    for entry in entries:
-        if entry.differences is None:
-            continue
-        spacing, rows, columns = entry.bucket
-        for d_rows in (-1, 0, 1):
-            for d_columns in (-1, 0, 1):
-                for other in buckets.get((spacing, rows + d_rows, columns + d_columns), []):
-                    key = (entry.image_id, other.image_id)
-                    if other.image_id <= entry.image_id or other.case == entry.case or key in pairs:
-                        continue
-                    correlation, shift, overlap = best_alignment(entry.differences, other.differences)
-                    if correlation >= MIN_CORRELATION:
-                        pairs[key] = _pair(entry, other, NEAR, correlation, shift, overlap)
+
+def _check_near(a: _Entry, b: _Entry, pairs: dict[tuple[str, str], dict]) -> None:
+    """Add (a, b) as a near pair when the rule holds (different cases, compatible grids, correlation)."""
+    if b.image_id < a.image_id:
+        a, b = b, a
+    key = (a.image_id, b.image_id)
+    (spacing, rows, columns), (spacing_b, rows_b, columns_b) = a.bucket, b.bucket
+    if a.case == b.case or key in pairs or spacing != spacing_b or abs(rows - rows_b) > 1 or abs(columns - columns_b) > 1:
+        return
+    correlation, shift, overlap = best_alignment(a.differences, b.differences)
+    if correlation >= MIN_CORRELATION:
+        pairs[key] = _pair(a, b, NEAR, correlation, shift, overlap)
+
+
+def _pairs_frame(pairs: dict[tuple[str, str], dict]) -> pd.DataFrame:
     frame = pd.DataFrame([pairs[k] for k in sorted(pairs)], columns=PAIR_COLUMNS)
     return frame.astype({"shift_slices": "int64", "overlap_slices": "int64"})
 
@@ -161,6 +218,14 @@ def _pair(a: _Entry, b: _Entry, kind: str, correlation: float, shift: int, overl
     }
 
 
+def stored_pairs(root: Path, images: pd.DataFrame) -> pd.DataFrame:
+    """The pairs the last consolidation stored (`DUPLICATES_TABLE`), or searched now for a catalog without them."""
+    path = Path(root) / DUPLICATES_TABLE
+    if path.exists():
+        return pd.read_parquet(path, schema=DUPLICATE_SCHEMA)[PAIR_COLUMNS]
+    return find_duplicate_pairs(images)
+
+
 def duplicate_groups(pairs: pd.DataFrame) -> dict[tuple[str, str], tuple[str, str]]:
     """(dataset, case_id) -> the smallest (dataset, case_id) of its group, for every case in some pair."""
     parent: dict[tuple[str, str], tuple[str, str]] = {}
@@ -180,16 +245,22 @@ def duplicate_groups(pairs: pd.DataFrame) -> dict[tuple[str, str], tuple[str, st
 
 
 def apply_group_splits(
-    images: pa.Table, masks: pa.Table, fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
+    images: pa.Table,
+    masks: pa.Table,
+    fractions: tuple[float, float, float] = (0.8, 0.1, 0.1),
+    pairs: pd.DataFrame | None = None,
 ) -> tuple[pa.Table, pa.Table]:
     """Tables with `split` (and images' `duplicate_group`) set so every duplicate group shares one split.
 
     Split units are cases, except that all cases of a duplicate group form one unit, named after and
     counted in the dataset of its smallest (dataset, case_id); `catalog.splits.assign_splits` assigns them.
+    `pairs`: the images' duplicate pairs when already known (`update_duplicate_pairs`); None: searched here.
     """
     if images.num_rows == 0:
         return images, masks
-    groups = duplicate_groups(find_duplicate_pairs(images.select(_NEEDED).to_pandas()))
+    if pairs is None:
+        pairs = find_duplicate_pairs(images.select(_NEEDED).to_pandas())
+    groups = duplicate_groups(pairs)
     rows = images.select(["dataset", "case_id"]).to_pydict()
     cases = list(zip(rows["dataset"], rows["case_id"]))
     unit_of = {case: groups.get(case, case) for case in cases}
@@ -219,8 +290,9 @@ def add_arguments(catalog_commands: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from catalog.reader import Catalog
 
-    images = Catalog(args.root).images()
-    pairs = find_duplicate_pairs(images)
+    catalog = Catalog(args.root)
+    images = catalog.images()
+    pairs = stored_pairs(catalog.root, images)
     if pairs.empty:
         print(f"no duplicate images among {int((images.status == 'kept').sum())} kept images")
         return 0

@@ -22,9 +22,11 @@ import pyarrow.parquet as pq
 import zarr
 from zarr.codecs import ZstdCodec
 
-from catalog.leaks import apply_group_splits
+from catalog.leaks import apply_group_splits, update_duplicate_pairs
 from catalog.schema import (
     CHUNK_SHAPE,
+    DUPLICATE_SCHEMA,
+    DUPLICATES_TABLE,
     IMAGE_SCHEMA,
     IMAGES_TABLE,
     MASK_SCHEMA,
@@ -113,19 +115,25 @@ def consolidate(root: str | Path, split_fractions: tuple[float, float, float] = 
         return pq.read_metadata(root / IMAGES_TABLE).num_rows, _row_count(root / MASKS_TABLE)
     images = _read_table(root / IMAGES_TABLE, IMAGE_SCHEMA)
     masks = _read_table(root / MASKS_TABLE, MASK_SCHEMA)
+    # A catalog from before the pairs table (or a first run) gets one full search.
+    previous = pq.read_table(root / DUPLICATES_TABLE).to_pandas() if (root / DUPLICATES_TABLE).exists() else None
+    changed: set[str] = set()
     if keys:
         new_images = pa.concat_tables([pq.read_table(root / PARTS_DIR / f"{k}.images.parquet") for k in keys])
         new_masks = pa.concat_tables(
             [pq.read_table(root / PARTS_DIR / f"{k}.masks.parquet") for k in keys if _masks_part(root, k).exists()]
         )
-        replaced = pa.array(sorted(set(new_images.column("image_id").to_pylist())))
+        changed = set(new_images.column("image_id").to_pylist())
+        replaced = pa.array(sorted(changed))
         images = pa.concat_tables([_without(images, replaced), new_images.cast(IMAGE_SCHEMA)])
         masks = pa.concat_tables([_without(masks, replaced), new_masks.cast(MASK_SCHEMA)])
-    images, masks = apply_group_splits(images, masks, split_fractions)
+    pairs = update_duplicate_pairs(images, previous, changed)
+    images, masks = apply_group_splits(images, masks, split_fractions, pairs)
     images = images.sort_by("image_id")
     masks = masks.sort_by("mask_id")
     _atomic_parquet(masks, root / MASKS_TABLE)
     _atomic_parquet(images, root / IMAGES_TABLE)
+    _atomic_parquet(pa.Table.from_pandas(pairs, schema=DUPLICATE_SCHEMA, preserve_index=False), root / DUPLICATES_TABLE)
     for key in keys:
         _masks_part(root, key).unlink(missing_ok=True)
         (root / PARTS_DIR / f"{key}.images.parquet").unlink(missing_ok=True)
