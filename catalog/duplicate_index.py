@@ -27,13 +27,15 @@ bench/bench_duplicates.py compare both searches on the real sample data and on p
 from __future__ import annotations
 
 import numpy as np
-from scipy.spatial import cKDTree
 
 WINDOW_ROWS = 16
 QUERY_STRIDE = 8
 PROJECTED_DIMS = 24
 WINDOW_MIN_CORRELATION = 0.93
 _PCA_SAMPLE_SEQUENCES = 256
+HASH_TABLES = 24
+HASH_BITS = 18
+_QUERY_CHUNK = 50_000
 
 
 def needed_rows(rows_a: int, rows_b: int, min_overlap_slices: int, min_overlap_fraction: float) -> int:
@@ -76,18 +78,50 @@ def _projection(sequences: list[np.ndarray]) -> np.ndarray:
 
 
 def _points(sequences: list[np.ndarray], positions: list[int], starts, projection: np.ndarray):
-    """Projected descriptors of the windows at starts(len(x)) of the given sequences, and their owners."""
+    """Projected descriptors (float32) of the windows at starts(len(x)) of the given sequences, and their owners."""
     points, owners = [], []
     for position in positions:
         x = sequences[position]
         descriptors = window_descriptors(x, starts(len(x)))
         descriptors = descriptors[np.isfinite(descriptors).all(axis=1)]
-        points.append((descriptors @ projection.T).astype(np.float64))
-        owners.append(np.full(len(descriptors), position))
-    width = projection.shape[0]
+        points.append((descriptors @ projection.T).astype(np.float32))
+        owners.append(np.full(len(descriptors), position, dtype=np.int64))
     if not points:
-        return np.empty((0, width)), np.empty(0, dtype=int)
+        return np.empty((0, projection.shape[0]), dtype=np.float32), np.empty(0, dtype=np.int64)
     return np.concatenate(points), np.concatenate(owners)
+
+
+def _hash_keys(points: np.ndarray, planes: np.ndarray) -> np.ndarray:
+    """(HASH_TABLES, n) keys: the signs of the points' products with each table's HASH_BITS hyperplanes."""
+    weights = (1 << np.arange(planes.shape[1], dtype=np.int64))
+    return np.stack([((points @ table.T) > 0) @ weights for table in planes])
+
+
+def _window_matches(query_points, query_owners, index_points, index_owners, radius: float) -> np.ndarray:
+    """Unique (query owner, index owner) codes (query * n_positions + index... as two columns) of window pairs
+    within `radius` that share a hash key in some table (random hyperplanes: a near pair of windows falls
+    on the same side of most of them)."""
+    planes = np.random.default_rng(0).normal(size=(HASH_TABLES, HASH_BITS, index_points.shape[1])).astype(np.float32)
+    index_keys, query_keys = _hash_keys(index_points, planes), _hash_keys(query_points, planes)
+    width = int(max(index_owners.max(), query_owners.max())) + 1
+    found = []
+    for table in range(HASH_TABLES):
+        order = np.argsort(index_keys[table], kind="stable")
+        sorted_keys = index_keys[table][order]
+        for chunk in range(0, len(query_points), _QUERY_CHUNK):
+            keys = query_keys[table, chunk:chunk + _QUERY_CHUNK]
+            low = np.searchsorted(sorted_keys, keys, "left")
+            counts = np.searchsorted(sorted_keys, keys, "right") - low
+            queries = np.repeat(np.arange(chunk, chunk + len(keys)), counts)
+            offsets = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+            hits = order[np.repeat(low, counts) + offsets]
+            keep = query_owners[queries] != index_owners[hits]
+            queries, hits = queries[keep], hits[keep]
+            gap = query_points[queries] - index_points[hits]
+            keep = np.einsum("ij,ij->i", gap, gap) <= radius * radius
+            found.append(np.unique(query_owners[queries[keep]] * width + index_owners[hits[keep]]))
+    codes = np.unique(np.concatenate(found)) if found else np.empty(0, dtype=np.int64)
+    return np.stack([codes // width, codes % width], axis=1)
 
 
 def near_candidates(
@@ -102,6 +136,7 @@ def near_candidates(
     to index (see the module docstring). Pairs of a position with itself are left out."""
     if not queries or not indexed:
         return set()
+
     def short(p):
         return not indexable(len(sequences[p]), min_overlap_slices, min_overlap_fraction)
 
@@ -122,9 +157,6 @@ def near_candidates(
     if not len(index_points) or not len(query_points):
         return candidates
     radius = float(np.sqrt(2.0 * (1.0 - WINDOW_MIN_CORRELATION)))
-    found = cKDTree(index_points).query_ball_point(query_points, radius, return_sorted=False)
-    for query, hits in zip(query_owners.tolist(), found):
-        for other in set(index_owners[hits].tolist()) if hits else ():
-            if other != query:
-                candidates.add((min(query, other), max(query, other)))
+    matches = _window_matches(query_points, query_owners, index_points, index_owners, radius)
+    candidates.update((int(min(a, b)), int(max(a, b))) for a, b in matches)
     return candidates
