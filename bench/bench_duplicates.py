@@ -10,8 +10,9 @@ at a random offset, plus noise). Printed:
 1. the first full indexed search of all images (seconds), and the planted pairs found or missed;
 2. a rerun that adds new images (a quarter exact copies, a quarter crops of kept images): seconds, and
    whether its pairs equal a full indexed search of the final catalog;
-3. on a subsample (every planted pair, filled up with originals), the exhaustive and the indexed search side by side: equal pair sets, seconds of
-   each, and the exhaustive time extrapolated to all images (times the ratio of compatible pairs).
+3. on a subsample (every planted pair, filled up with originals), the exhaustive and the indexed search
+   side by side: equal pair sets, seconds of each, and the exhaustive time extrapolated to all images
+   (times the ratio of the numbers of pairs: all images are of one grid).
 """
 
 from __future__ import annotations
@@ -123,7 +124,8 @@ def main() -> None:
     full_seconds = time.perf_counter() - start
     print(f"rerun adding {args.added} images ({args.added // 4} exact copies, {args.added // 4} crops): {rerun:.2f} s, "
           f"planted found {len(set(planted_added) & found)}/{len(planted_added)}; "
-          f"equal to a full indexed search of all {len(all_images)} ({full_seconds:.1f} s): {pair_set(updated) == pair_set(full)}")
+          f"equal to a full indexed search of all {len(all_images)} ({full_seconds:.1f} s): "
+          f"{pair_set(updated) == pair_set(full)}")
 
     # Every planted pair and its source, filled up with originals.
     chosen = {image_id for pair in planted for image_id in pair}

@@ -2,26 +2,31 @@
 
 `catalog.leaks.best_alignment` calls two difference sequences (rows: slice-to-slice differences of the
 (n_S, 16) slice signatures) a near pair when, at some offset, their Pearson correlation over an overlap of
-at least `needed_rows` rows reaches `MIN_CORRELATION`. Comparing every pair costs 0.13 ms a pair. Here:
+at least `needed_rows` rows reaches `MIN_CORRELATION`. Checking every pair costs 0.13 ms a pair. Here:
 
 - Descriptor: a window of `WINDOW_ROWS` consecutive difference rows, flattened, centred and scaled to
-  unit length, so that the squared distance of two descriptors is 2 (1 - their correlation).
-- Index: the descriptors at every window start of every indexed sequence, projected on their
-  `PROJECTED_DIMS` leading principal axes (an orthonormal projection never lengthens a distance), in a
-  `scipy.spatial.cKDTree`.
+  unit length, so that the squared distance of two descriptors is 2 (1 - their correlation); projected
+  on the `PROJECTED_DIMS` leading principal axes of a fixed sample of windows (an orthonormal projection
+  never lengthens a distance).
+- Index: the descriptors at every window start of every indexed sequence, keyed in `HASH_TABLES` tables
+  by the signs of their products with `HASH_BITS` random hyperplanes (seeded: the same keys every run).
+  Two windows of correlation c fall on the same side of a hyperplane with probability 1 - arccos(c) / pi:
+  0.88 for c = 0.93, against 0.5 for unrelated windows.
 - Query: the windows of a query sequence at starts 0, `QUERY_STRIDE`, 2 `QUERY_STRIDE`, ... and the last
   whole window, so that every overlap of at least WINDOW_ROWS + QUERY_STRIDE - 1 rows holds a whole one.
-  A query and an indexed sequence are a candidate pair when one query window lies within the distance of
-  correlation `WINDOW_MIN_CORRELATION` of one indexed window.
+  Windows sharing a key are compared in the projection; a query and an indexed sequence are a candidate
+  pair when one of their window pairs is within the distance of correlation `WINDOW_MIN_CORRELATION`.
 - A sequence too short for that (its pairs may overlap by fewer rows) is a candidate with every other.
 
 Only candidates get the exact `best_alignment` check, so the pairs found are a subset of the exhaustive
-search's. They are all of them when every qualifying overlap holds a query window whose own correlation
-reaches WINDOW_MIN_CORRELATION. That is an assumption about the data, not a theorem: a pooled correlation
-of >= 0.95 is a variance-weighted blend of the windows' agreement, so its best-agreeing window is rarely
-below it, but a bound that holds for every sequence would be far too loose to index (slice signatures are
-smooth: a range's variance can sit in the rows outside its whole windows). The tests and
-bench/bench_duplicates.py compare both searches on the real sample data and on planted duplicates.
+search's. They are all of them when a qualifying overlap holds a query window whose own correlation
+reaches WINDOW_MIN_CORRELATION and that window meets its partner in one of the tables. Neither is a
+theorem: a pooled correlation of >= 0.95 is a variance-weighted blend of the windows' agreement, so its
+best window is rarely below 0.93, and the tables miss such a window pair with probability
+(1 - 0.88^18)^24 = 0.08, a copy or crop with a dozen matching windows practically never. (A bound that
+holds for every sequence is far too loose to index: slice signatures are smooth, and a range's variance
+can sit in rows outside its whole windows.) The tests and bench/bench_duplicates.py compare both searches
+on the real sample data and on planted duplicates.
 """
 
 from __future__ import annotations
@@ -77,51 +82,93 @@ def _projection(sequences: list[np.ndarray]) -> np.ndarray:
     return np.ascontiguousarray(vectors[:, ::-1][:, : min(PROJECTED_DIMS, width)].T)
 
 
-def _points(sequences: list[np.ndarray], positions: list[int], starts, projection: np.ndarray):
-    """Projected descriptors (float32) of the windows at starts(len(x)) of the given sequences, and their owners."""
-    points, owners = [], []
-    for position in positions:
-        x = sequences[position]
-        descriptors = window_descriptors(x, starts(len(x)))
-        descriptors = descriptors[np.isfinite(descriptors).all(axis=1)]
-        points.append((descriptors @ projection.T).astype(np.float32))
-        owners.append(np.full(len(descriptors), position, dtype=np.int64))
-    if not points:
-        return np.empty((0, projection.shape[0]), dtype=np.float32), np.empty(0, dtype=np.int64)
-    return np.concatenate(points), np.concatenate(owners)
+class _Rows:
+    """All sequences' rows stacked (float64), to cut windows from by (owner, start row) without a loop."""
+
+    def __init__(self, sequences: list[np.ndarray]):
+        self.values = np.concatenate([np.asarray(x, dtype=np.float64) for x in sequences])
+        self.offsets = np.concatenate([[0], np.cumsum([len(x) for x in sequences])]).astype(np.int64)
+        width = WINDOW_ROWS * self.values.shape[1]
+        self.sums = np.concatenate([[0.0], np.cumsum(self.values.sum(axis=1))])
+        self.squares = np.concatenate([[0.0], np.cumsum((self.values**2).sum(axis=1))])
+        self.width = width
+
+    def windows(self, positions: list[int], starts) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Owner, start row and first stacked row of the windows at starts(len) of each position."""
+        owners, firsts = [], []
+        for position in positions:
+            rows = starts(int(self.offsets[position + 1] - self.offsets[position]))
+            owners.append(np.full(len(rows), position, dtype=np.int64))
+            firsts.append(rows.astype(np.int64))
+        owners, firsts = np.concatenate(owners), np.concatenate(firsts)
+        return owners, firsts, self.offsets[owners] + firsts
+
+    def project(self, stacked: np.ndarray, projection: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Projected unit-length centred descriptors (float32) of the windows starting at stacked rows
+        `stacked`, and whether each window varies (a constant one has no descriptor)."""
+        filters = projection.reshape(len(projection), self.values.shape[1], WINDOW_ROWS).astype(np.float32)
+        values = self.values.astype(np.float32)
+        products = np.zeros((len(stacked), len(projection)), dtype=np.float32)
+        for t in range(WINDOW_ROWS):
+            products += (values @ filters[:, :, t].T)[stacked + t]
+        total = self.sums[stacked + WINDOW_ROWS] - self.sums[stacked]
+        square = self.squares[stacked + WINDOW_ROWS] - self.squares[stacked]
+        spread = square - total**2 / self.width
+        varied = spread > 1e-9 * np.maximum(square, 1e-300)
+        mean = (total / self.width).astype(np.float32)
+        scale = np.where(varied, 1.0 / np.sqrt(np.where(varied, spread, 1.0)), 0.0).astype(np.float32)
+        centred = products - mean[:, None] * projection.sum(axis=1).astype(np.float32)[None, :]
+        return centred * scale[:, None], varied
+
+    def correlations(self, first_a: np.ndarray, first_b: np.ndarray) -> np.ndarray:
+        """Full-dimension correlation of the window pairs starting at stacked rows first_a, first_b."""
+        within = np.arange(WINDOW_ROWS)
+        result = np.empty(len(first_a))
+        for chunk in range(0, len(first_a), _QUERY_CHUNK):
+            part = slice(chunk, chunk + _QUERY_CHUNK)
+            pair = []
+            for firsts in (first_a[part], first_b[part]):
+                windows = self.values[firsts[:, None] + within].reshape(len(firsts), -1)
+                windows = windows - windows.mean(axis=1, keepdims=True)
+                pair.append(windows / np.linalg.norm(windows, axis=1, keepdims=True))
+            result[part] = np.einsum("ij,ij->i", *pair)
+        return result
 
 
 def _hash_keys(points: np.ndarray, planes: np.ndarray) -> np.ndarray:
     """(HASH_TABLES, n) keys: the signs of the points' products with each table's HASH_BITS hyperplanes."""
-    weights = (1 << np.arange(planes.shape[1], dtype=np.int64))
-    return np.stack([((points @ table.T) > 0) @ weights for table in planes])
+    weights = (1 << np.arange(planes.shape[1], dtype=np.int64)).astype(np.float32)
+    # Sums of distinct powers of two below 2^24 are exact in float32.
+    return np.stack([(((points @ table.T) > 0).astype(np.float32) @ weights).astype(np.int64) for table in planes])
 
 
-def _window_matches(query_points, query_owners, index_points, index_owners, radius: float) -> np.ndarray:
-    """Unique (query owner, index owner) codes (query * n_positions + index... as two columns) of window pairs
-    within `radius` that share a hash key in some table (random hyperplanes: a near pair of windows falls
-    on the same side of most of them)."""
+def _colliding_windows(query_points, query_owners, index_points, index_owners, radius: float) -> np.ndarray:
+    """(n, 2) unique (query point, index point) of windows of different owners that share a key in some
+    table and lie within `radius` in the projection. Each table sorts the smaller side's keys and looks
+    the other side's up in them."""
     planes = np.random.default_rng(0).normal(size=(HASH_TABLES, HASH_BITS, index_points.shape[1])).astype(np.float32)
-    index_keys, query_keys = _hash_keys(index_points, planes), _hash_keys(query_points, planes)
-    width = int(max(index_owners.max(), query_owners.max())) + 1
+    query_keys, index_keys = _hash_keys(query_points, planes), _hash_keys(index_points, planes)
+    swap = len(query_points) > len(index_points)
     found = []
     for table in range(HASH_TABLES):
-        order = np.argsort(index_keys[table], kind="stable")
-        sorted_keys = index_keys[table][order]
-        for chunk in range(0, len(query_points), _QUERY_CHUNK):
-            keys = query_keys[table, chunk:chunk + _QUERY_CHUNK]
+        sorted_side, probe_side = (index_keys[table], query_keys[table]) if not swap else (query_keys[table], index_keys[table])
+        order = np.argsort(sorted_side, kind="stable")
+        sorted_keys = sorted_side[order]
+        for chunk in range(0, len(probe_side), _QUERY_CHUNK):
+            keys = probe_side[chunk:chunk + _QUERY_CHUNK]
             low = np.searchsorted(sorted_keys, keys, "left")
             counts = np.searchsorted(sorted_keys, keys, "right") - low
-            queries = np.repeat(np.arange(chunk, chunk + len(keys)), counts)
+            probes = np.repeat(np.arange(chunk, chunk + len(keys)), counts)
             offsets = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
-            hits = order[np.repeat(low, counts) + offsets]
+            partners = order[np.repeat(low, counts) + offsets]
+            queries, hits = (probes, partners) if not swap else (partners, probes)
             keep = query_owners[queries] != index_owners[hits]
             queries, hits = queries[keep], hits[keep]
             gap = query_points[queries] - index_points[hits]
             keep = np.einsum("ij,ij->i", gap, gap) <= radius * radius
-            found.append(np.unique(query_owners[queries[keep]] * width + index_owners[hits[keep]]))
+            found.append(queries[keep] * len(index_points) + hits[keep])
     codes = np.unique(np.concatenate(found)) if found else np.empty(0, dtype=np.int64)
-    return np.stack([codes // width, codes % width], axis=1)
+    return np.stack([codes // len(index_points), codes % len(index_points)], axis=1)
 
 
 def near_candidates(
@@ -152,11 +199,26 @@ def near_candidates(
     if not long_queries or not long_indexed:
         return candidates
     projection = _projection([sequences[p] for p in sorted(set(long_queries) | set(long_indexed))])
-    index_points, index_owners = _points(sequences, long_indexed, lambda n: np.arange(n - WINDOW_ROWS + 1), projection)
-    query_points, query_owners = _points(sequences, long_queries, query_starts, projection)
+    rows = _Rows(sequences)
+    index_owners, _, index_first = rows.windows(long_indexed, lambda n: np.arange(n - WINDOW_ROWS + 1))
+    query_owners, _, query_first = rows.windows(long_queries, query_starts)
+    index_points, index_varied = rows.project(index_first, projection)
+    query_points, query_varied = rows.project(query_first, projection)
+    index_points, index_owners, index_first = index_points[index_varied], index_owners[index_varied], index_first[index_varied]
+    query_points, query_owners, query_first = query_points[query_varied], query_owners[query_varied], query_first[query_varied]
     if not len(index_points) or not len(query_points):
         return candidates
+    # Slack for float32 rounding: the exact check below decides.
+    radius = float(np.sqrt(2.0 * (1.0 - WINDOW_MIN_CORRELATION))) * (1 + 1e-3)
+    hits = _colliding_windows(query_points, query_owners, index_points, index_owners, radius)
+    close = rows.correlations(query_first[hits[:, 0]], index_first[hits[:, 1]]) >= WINDOW_MIN_CORRELATION
+    queries, others = query_owners[hits[close, 0]], index_owners[hits[close, 1]]
+    candidates.update(zip(np.minimum(queries, others).tolist(), np.maximum(queries, others).tolist()))
+    return candidates
     radius = float(np.sqrt(2.0 * (1.0 - WINDOW_MIN_CORRELATION)))
-    matches = _window_matches(query_points, query_owners, index_points, index_owners, radius)
-    candidates.update((int(min(a, b)), int(max(a, b))) for a, b in matches)
+    hits = _colliding_windows(query_points, query_owners, index_points, index_owners, radius)
+    queries, others = query_owners[hits[:, 0]], index_owners[hits[:, 1]]
+    correlation = _window_correlations(sequences, queries, query_starts_[hits[:, 0]], others, index_starts[hits[:, 1]])
+    close = correlation >= WINDOW_MIN_CORRELATION
+    candidates.update(zip(np.minimum(queries, others)[close].tolist(), np.maximum(queries, others)[close].tolist()))
     return candidates

@@ -134,7 +134,8 @@ def _check_near(a: _Entry, b: _Entry, pairs: dict[tuple[str, str], dict]) -> Non
         a, b = b, a
     key = (a.image_id, b.image_id)
     (spacing, rows, columns), (spacing_b, rows_b, columns_b) = a.bucket, b.bucket
-    if a.case == b.case or key in pairs or spacing != spacing_b or abs(rows - rows_b) > 1 or abs(columns - columns_b) > 1:
+    comparable = spacing == spacing_b and abs(rows - rows_b) <= 1 and abs(columns - columns_b) <= 1
+    if a.case == b.case or key in pairs or not comparable:
         return
     correlation, shift, overlap = best_alignment(a.differences, b.differences)
     if correlation >= MIN_CORRELATION:
