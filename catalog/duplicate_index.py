@@ -2,7 +2,7 @@
 
 `catalog.leaks.best_alignment` calls two difference sequences (rows: slice-to-slice differences of the
 (n_S, 16) slice signatures) a near pair when, at some offset, their Pearson correlation over an overlap of
-at least `needed_rows` rows reaches `MIN_CORRELATION`. Checking every pair costs 0.13 ms a pair. Here:
+at least `needed_rows` rows reaches `MIN_CORRELATION`. Checking every pair costs 0.1-0.2 ms a pair. Here:
 
 - Descriptor: a window of `WINDOW_ROWS` consecutive difference rows, flattened, centred and scaled to
   unit length, so that the squared distance of two descriptors is 2 (1 - their correlation); projected
@@ -10,23 +10,25 @@ at least `needed_rows` rows reaches `MIN_CORRELATION`. Checking every pair costs
   never lengthens a distance).
 - Index: the descriptors at every window start of every indexed sequence, keyed in `HASH_TABLES` tables
   by the signs of their products with `HASH_BITS` random hyperplanes (seeded: the same keys every run).
-  Two windows of correlation c fall on the same side of a hyperplane with probability 1 - arccos(c) / pi:
-  0.88 for c = 0.93, against 0.5 for unrelated windows.
-- Query: the windows of a query sequence at starts 0, `QUERY_STRIDE`, 2 `QUERY_STRIDE`, ... and the last
-  whole window, so that every overlap of at least WINDOW_ROWS + QUERY_STRIDE - 1 rows holds a whole one.
-  Windows sharing a key are compared in the projection; a query and an indexed sequence are a candidate
-  pair when one of their window pairs is within the distance of correlation `WINDOW_MIN_CORRELATION`.
-- A sequence too short for that (its pairs may overlap by fewer rows) is a candidate with every other.
+  Two windows of correlation c fall on the same side of a hyperplane with probability 1 - arccos(c) / pi
+  (0.88 for c = 0.93, 0.96 for c = 0.99), against 0.5 for unrelated windows.
+- Query: the windows of a query sequence at starts 0, s, 2 s, ... and its last whole window, with the
+  stride s (at most `QUERY_STRIDE`) such that every overlap the sequence needs with an equal or longer
+  one (`needed_rows`) holds a whole query window. Every sequence is a query, so a pair is looked up
+  from its shorter member at least.
+- Windows sharing a key are compared in the projection, then at full dimension; a query and an indexed
+  sequence are a candidate pair when one of their window pairs has correlation >= `WINDOW_MIN_CORRELATION`.
+  A sequence whose needed overlap is shorter than a window is a candidate with every other.
 
 Only candidates get the exact `best_alignment` check, so the pairs found are a subset of the exhaustive
 search's. They are all of them when a qualifying overlap holds a query window whose own correlation
 reaches WINDOW_MIN_CORRELATION and that window meets its partner in one of the tables. Neither is a
 theorem: a pooled correlation of >= 0.95 is a variance-weighted blend of the windows' agreement, so its
-best window is rarely below 0.93, and the tables miss such a window pair with probability
-(1 - 0.88^18)^24 = 0.08, a copy or crop with a dozen matching windows practically never. (A bound that
-holds for every sequence is far too loose to index: slice signatures are smooth, and a range's variance
-can sit in rows outside its whole windows.) The tests and bench/bench_duplicates.py compare both searches
-on the real sample data and on planted duplicates.
+best window is rarely below 0.93, and the tables miss one window pair of correlation 0.93 with
+probability (1 - 0.88^22)^24 = 0.22 (0.99: 1e-5), while a copy or crop has dozens of matching windows.
+(A bound that holds for every sequence is far too loose to index: slice signatures are smooth, and a
+range's variance can sit in rows outside its whole windows.) The tests and bench/bench_duplicates.py
+compare both searches on the real sample data and on planted duplicates.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ PROJECTED_DIMS = 24
 WINDOW_MIN_CORRELATION = 0.93
 _PCA_SAMPLE_SEQUENCES = 256
 HASH_TABLES = 24
-HASH_BITS = 18
+HASH_BITS = 22
 _QUERY_CHUNK = 50_000
 
 
@@ -59,20 +61,28 @@ def window_descriptors(differences: np.ndarray, starts: np.ndarray) -> np.ndarra
         return centred / np.sqrt(np.einsum("ij,ij->i", centred, centred))[:, None]
 
 
-def query_starts(rows: int) -> np.ndarray:
-    """Window starts of a query: every QUERY_STRIDE rows, and the last whole window."""
-    return np.unique(np.append(np.arange(0, rows - WINDOW_ROWS + 1, QUERY_STRIDE), rows - WINDOW_ROWS))
+def query_starts(rows: int, rule: tuple[int, float]) -> np.ndarray:
+    """Window starts of a query: every `query_stride(rows, rule)` rows, and the last whole window."""
+    stride = query_stride(rows, rule)
+    return np.unique(np.append(np.arange(0, rows - WINDOW_ROWS + 1, stride), rows - WINDOW_ROWS))
 
 
-def indexable(rows: int, min_overlap_slices: int, min_overlap_fraction: float) -> bool:
-    """Whether every qualifying overlap of a sequence this long with any other holds a whole query window."""
-    return needed_rows(rows, rows, min_overlap_slices, min_overlap_fraction) >= WINDOW_ROWS + QUERY_STRIDE - 1
+def query_stride(rows: int, rule: tuple[int, float]) -> int:
+    """Largest stride (at most QUERY_STRIDE) at which every overlap this sequence needs with an equal or
+    longer one holds a whole query window: WINDOW_ROWS + stride - 1 <= needed rows. `rule`: the
+    (min_overlap_slices, min_overlap_fraction) of `needed_rows`."""
+    return max(1, min(QUERY_STRIDE, needed_rows(rows, rows, *rule) - WINDOW_ROWS + 1))
+
+
+def indexable(rows: int, rule: tuple[int, float]) -> bool:
+    """Whether every overlap this sequence needs can hold a whole window (else it is compared with all)."""
+    return needed_rows(rows, rows, *rule) >= WINDOW_ROWS
 
 
 def _projection(sequences: list[np.ndarray]) -> np.ndarray:
     """(PROJECTED_DIMS, WINDOW_ROWS * C) orthonormal rows: leading principal axes of a fixed sample of windows."""
     step = max(1, len(sequences) // _PCA_SAMPLE_SEQUENCES)
-    sample = [window_descriptors(x, query_starts(len(x))) for x in sequences[::step]]
+    sample = [window_descriptors(x, np.arange(0, len(x) - WINDOW_ROWS + 1, WINDOW_ROWS)) for x in sequences[::step]]
     sample = np.concatenate(sample)
     sample = sample[np.isfinite(sample).all(axis=1)]
     width = sample.shape[1]
@@ -185,7 +195,7 @@ def near_candidates(
         return set()
 
     def short(p):
-        return not indexable(len(sequences[p]), min_overlap_slices, min_overlap_fraction)
+        return not indexable(len(sequences[p]), (min_overlap_slices, min_overlap_fraction))
 
     candidates: set[tuple[int, int]] = set()
     for query in queries:
@@ -201,7 +211,8 @@ def near_candidates(
     projection = _projection([sequences[p] for p in sorted(set(long_queries) | set(long_indexed))])
     rows = _Rows(sequences)
     index_owners, _, index_first = rows.windows(long_indexed, lambda n: np.arange(n - WINDOW_ROWS + 1))
-    query_owners, _, query_first = rows.windows(long_queries, query_starts)
+    rule = (min_overlap_slices, min_overlap_fraction)
+    query_owners, _, query_first = rows.windows(long_queries, lambda n: query_starts(n, rule))
     index_points, index_varied = rows.project(index_first, projection)
     query_points, query_varied = rows.project(query_first, projection)
     index_points, index_owners, index_first = index_points[index_varied], index_owners[index_varied], index_first[index_varied]
@@ -214,11 +225,4 @@ def near_candidates(
     close = rows.correlations(query_first[hits[:, 0]], index_first[hits[:, 1]]) >= WINDOW_MIN_CORRELATION
     queries, others = query_owners[hits[close, 0]], index_owners[hits[close, 1]]
     candidates.update(zip(np.minimum(queries, others).tolist(), np.maximum(queries, others).tolist()))
-    return candidates
-    radius = float(np.sqrt(2.0 * (1.0 - WINDOW_MIN_CORRELATION)))
-    hits = _colliding_windows(query_points, query_owners, index_points, index_owners, radius)
-    queries, others = query_owners[hits[:, 0]], index_owners[hits[:, 1]]
-    correlation = _window_correlations(sequences, queries, query_starts_[hits[:, 0]], others, index_starts[hits[:, 1]])
-    close = correlation >= WINDOW_MIN_CORRELATION
-    candidates.update(zip(np.minimum(queries, others)[close].tolist(), np.maximum(queries, others)[close].tolist()))
     return candidates

@@ -99,7 +99,7 @@ def test_candidates_leave_out_most_pairs_of_unrelated_images():
 
 def test_query_windows_cover_every_long_enough_overlap():
     rows = 97
-    starts = duplicate_index.query_starts(rows)
+    starts = duplicate_index.query_starts(rows, (MIN_OVERLAP_SLICES, MIN_OVERLAP_FRACTION))
     assert starts[0] == 0 and starts[-1] == rows - duplicate_index.WINDOW_ROWS
     span = duplicate_index.WINDOW_ROWS + duplicate_index.QUERY_STRIDE - 1
     for first in range(rows - span + 1):
