@@ -117,10 +117,16 @@ class _Rows:
         """Projected unit-length centred descriptors (float32) of the windows starting at stacked rows
         `stacked`, and whether each window varies (a constant one has no descriptor)."""
         filters = projection.reshape(len(projection), self.values.shape[1], WINDOW_ROWS).astype(np.float32)
-        values = self.values.astype(np.float32)
-        products = np.zeros((len(stacked), len(projection)), dtype=np.float32)
-        for t in range(WINDOW_ROWS):
-            products += (values @ filters[:, :, t].T)[stacked + t]
+        if len(stacked) * 4 < len(self.values):
+            # Few windows: cut them out (C, W as flattened by window_descriptors) and project each.
+            windows = self.values[stacked[:, None] + np.arange(WINDOW_ROWS)].astype(np.float32)
+            products = np.einsum("nwc,kcw->nk", windows, filters)
+        else:
+            # Many: one pass over all rows per window row t, summed at each window's start.
+            values = self.values.astype(np.float32)
+            products = np.zeros((len(stacked), len(projection)), dtype=np.float32)
+            for t in range(WINDOW_ROWS):
+                products += (values @ filters[:, :, t].T)[stacked + t]
         total = self.sums[stacked + WINDOW_ROWS] - self.sums[stacked]
         square = self.squares[stacked + WINDOW_ROWS] - self.squares[stacked]
         spread = square - total**2 / self.width
@@ -147,31 +153,41 @@ class _Rows:
 
 def _hash_keys(points: np.ndarray, planes: np.ndarray) -> np.ndarray:
     """(HASH_TABLES, n) keys: the signs of the points' products with each table's HASH_BITS hyperplanes."""
-    weights = (1 << np.arange(planes.shape[1], dtype=np.int64)).astype(np.float32)
+    tables, bits, dims = planes.shape
     # Sums of distinct powers of two below 2^24 are exact in float32.
-    return np.stack([(((points @ table.T) > 0).astype(np.float32) @ weights).astype(np.int64) for table in planes])
+    weights = (1 << np.arange(bits)).astype(np.float32)
+    keys = np.zeros((tables, len(points)), dtype=np.int64)
+    for chunk in range(0, len(points), _QUERY_CHUNK * 4):
+        signs = (points[chunk:chunk + _QUERY_CHUNK * 4] @ planes.reshape(-1, dims).T > 0).astype(np.float32)
+        keys[:, chunk:chunk + len(signs)] = (signs.reshape(len(signs), tables, bits) @ weights).T
+    return keys
 
 
 def _colliding_windows(query_points, query_owners, index_points, index_owners, radius: float) -> np.ndarray:
     """(n, 2) unique (query point, index point) of windows of different owners that share a key in some
-    table and lie within `radius` in the projection. Each table sorts the smaller side's keys and looks
-    the other side's up in them."""
+    table and lie within `radius` in the projection."""
     planes = np.random.default_rng(0).normal(size=(HASH_TABLES, HASH_BITS, index_points.shape[1])).astype(np.float32)
     query_keys, index_keys = _hash_keys(query_points, planes), _hash_keys(index_points, planes)
-    swap = len(query_points) > len(index_points)
+    # Sort the smaller side's keys and look the other side's up; a bitmap of the sorted keys skips most misses.
+    swap = len(query_points) < len(index_points)
+    present = np.zeros(1 << HASH_BITS, dtype=bool)
     found = []
     for table in range(HASH_TABLES):
-        sorted_side, probe_side = (index_keys[table], query_keys[table]) if not swap else (query_keys[table], index_keys[table])
+        sorted_side, probe_side = (query_keys[table], index_keys[table]) if swap else (index_keys[table], query_keys[table])
         order = np.argsort(sorted_side, kind="stable")
         sorted_keys = sorted_side[order]
-        for chunk in range(0, len(probe_side), _QUERY_CHUNK):
-            keys = probe_side[chunk:chunk + _QUERY_CHUNK]
+        present[:] = False
+        present[sorted_keys] = True
+        probe_positions = np.flatnonzero(present[probe_side])
+        for chunk in range(0, len(probe_positions), _QUERY_CHUNK):
+            positions = probe_positions[chunk:chunk + _QUERY_CHUNK]
+            keys = probe_side[positions]
             low = np.searchsorted(sorted_keys, keys, "left")
             counts = np.searchsorted(sorted_keys, keys, "right") - low
-            probes = np.repeat(np.arange(chunk, chunk + len(keys)), counts)
+            probes = np.repeat(positions, counts)
             offsets = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
             partners = order[np.repeat(low, counts) + offsets]
-            queries, hits = (probes, partners) if not swap else (partners, probes)
+            queries, hits = (partners, probes) if swap else (probes, partners)
             keep = query_owners[queries] != index_owners[hits]
             queries, hits = queries[keep], hits[keep]
             gap = query_points[queries] - index_points[hits]
