@@ -37,6 +37,7 @@ import numpy as np
 
 WINDOW_ROWS = 16
 QUERY_STRIDE = 8
+INDEX_STRIDE = 2
 PROJECTED_DIMS = 24
 WINDOW_MIN_CORRELATION = 0.93
 _PCA_SAMPLE_SEQUENCES = 256
@@ -61,22 +62,32 @@ def window_descriptors(differences: np.ndarray, starts: np.ndarray) -> np.ndarra
         return centred / np.sqrt(np.einsum("ij,ij->i", centred, centred))[:, None]
 
 
+def index_starts(rows: int) -> np.ndarray:
+    """Window starts in the index: every INDEX_STRIDE rows."""
+    return np.arange(0, rows - WINDOW_ROWS + 1, INDEX_STRIDE)
+
+
 def query_starts(rows: int, rule: tuple[int, float]) -> np.ndarray:
-    """Window starts of a query: every `query_stride(rows, rule)` rows, and the last whole window."""
+    """Window starts of a query: blocks of INDEX_STRIDE consecutive starts (one for each start modulo
+    INDEX_STRIDE, so one of them aligns with an indexed window) every `query_stride(rows, rule)` rows,
+    and a last block ending at the last whole window."""
     stride = query_stride(rows, rule)
-    return np.unique(np.append(np.arange(0, rows - WINDOW_ROWS + 1, stride), rows - WINDOW_ROWS))
+    firsts = np.append(np.arange(0, rows - WINDOW_ROWS - INDEX_STRIDE + 2, stride), rows - WINDOW_ROWS - INDEX_STRIDE + 1)
+    starts = (firsts[:, None] + np.arange(INDEX_STRIDE)).ravel()
+    return np.unique(starts[(starts >= 0) & (starts <= rows - WINDOW_ROWS)])
 
 
 def query_stride(rows: int, rule: tuple[int, float]) -> int:
-    """Largest stride (at most QUERY_STRIDE) at which every overlap this sequence needs with an equal or
-    longer one holds a whole query window: WINDOW_ROWS + stride - 1 <= needed rows. `rule`: the
-    (min_overlap_slices, min_overlap_fraction) of `needed_rows`."""
-    return max(1, min(QUERY_STRIDE, needed_rows(rows, rows, *rule) - WINDOW_ROWS + 1))
+    """Largest block stride s (at most QUERY_STRIDE) at which every overlap this sequence needs with an
+    equal or longer one holds a whole block of query windows: WINDOW_ROWS + s + INDEX_STRIDE - 2 <= needed
+    rows. `rule`: the (min_overlap_slices, min_overlap_fraction) of `needed_rows`."""
+    return max(1, min(QUERY_STRIDE, needed_rows(rows, rows, *rule) - WINDOW_ROWS - INDEX_STRIDE + 2))
 
 
 def indexable(rows: int, rule: tuple[int, float]) -> bool:
-    """Whether every overlap this sequence needs can hold a whole window (else it is compared with all)."""
-    return needed_rows(rows, rows, *rule) >= WINDOW_ROWS
+    """Whether every overlap this sequence needs can hold a whole block of query windows (else it is
+    compared with all)."""
+    return needed_rows(rows, rows, *rule) >= WINDOW_ROWS + INDEX_STRIDE - 1
 
 
 def _projection(sequences: list[np.ndarray]) -> np.ndarray:
@@ -117,12 +128,16 @@ class _Rows:
         """Projected unit-length centred descriptors (float32) of the windows starting at stacked rows
         `stacked`, and whether each window varies (a constant one has no descriptor)."""
         filters = projection.reshape(len(projection), self.values.shape[1], WINDOW_ROWS).astype(np.float32)
-        if len(stacked) * 4 < len(self.values):
-            # Few windows: cut them out (C, W as flattened by window_descriptors) and project each.
-            windows = self.values[stacked[:, None] + np.arange(WINDOW_ROWS)].astype(np.float32)
-            products = np.einsum("nwc,kcw->nk", windows, filters)
+        if len(stacked) < len(self.values):
+            # Fewer windows than rows: cut them out and project them, a chunk at a time.
+            flat = np.ascontiguousarray(filters.transpose(2, 1, 0).reshape(-1, len(projection)))  # (W * C, k)
+            products = np.empty((len(stacked), len(projection)), dtype=np.float32)
+            for chunk in range(0, len(stacked), _QUERY_CHUNK):
+                firsts = stacked[chunk:chunk + _QUERY_CHUNK]
+                windows = self.values[firsts[:, None] + np.arange(WINDOW_ROWS)].astype(np.float32)
+                products[chunk:chunk + len(firsts)] = windows.reshape(len(firsts), -1) @ flat
         else:
-            # Many: one pass over all rows per window row t, summed at each window's start.
+            # More: one pass over all rows per window row t, summed at each window's start.
             values = self.values.astype(np.float32)
             products = np.zeros((len(stacked), len(projection)), dtype=np.float32)
             for t in range(WINDOW_ROWS):
@@ -154,12 +169,14 @@ class _Rows:
 def _hash_keys(points: np.ndarray, planes: np.ndarray) -> np.ndarray:
     """(HASH_TABLES, n) keys: the signs of the points' products with each table's HASH_BITS hyperplanes."""
     tables, bits, dims = planes.shape
-    # Sums of distinct powers of two below 2^24 are exact in float32.
-    weights = (1 << np.arange(bits)).astype(np.float32)
-    keys = np.zeros((tables, len(points)), dtype=np.int64)
+    normals = planes.reshape(-1, dims).T
+    keys = np.empty((tables, len(points)), dtype=np.int64)
     for chunk in range(0, len(points), _QUERY_CHUNK * 4):
-        signs = (points[chunk:chunk + _QUERY_CHUNK * 4] @ planes.reshape(-1, dims).T > 0).astype(np.float32)
-        keys[:, chunk:chunk + len(signs)] = (signs.reshape(len(signs), tables, bits) @ weights).T
+        signs = (points[chunk:chunk + _QUERY_CHUNK * 4] @ normals > 0).reshape(-1, tables, bits)
+        packed = np.packbits(signs, axis=2, bitorder="little")
+        word = np.zeros((len(signs), tables, 4), dtype=np.uint8)
+        word[:, :, : packed.shape[2]] = packed
+        keys[:, chunk:chunk + len(signs)] = word.view("<u4")[:, :, 0].T
     return keys
 
 
@@ -226,7 +243,7 @@ def near_candidates(
         return candidates
     projection = _projection([sequences[p] for p in sorted(set(long_queries) | set(long_indexed))])
     rows = _Rows(sequences)
-    index_owners, _, index_first = rows.windows(long_indexed, lambda n: np.arange(n - WINDOW_ROWS + 1))
+    index_owners, _, index_first = rows.windows(long_indexed, index_starts)
     rule = (min_overlap_slices, min_overlap_fraction)
     query_owners, _, query_first = rows.windows(long_queries, lambda n: query_starts(n, rule))
     index_points, index_varied = rows.project(index_first, projection)

@@ -97,10 +97,16 @@ def test_candidates_leave_out_most_pairs_of_unrelated_images():
                                                           MIN_OVERLAP_FRACTION)
 
 
-def test_query_windows_cover_every_long_enough_overlap():
-    rows = 97
-    starts = duplicate_index.query_starts(rows, (MIN_OVERLAP_SLICES, MIN_OVERLAP_FRACTION))
-    assert starts[0] == 0 and starts[-1] == rows - duplicate_index.WINDOW_ROWS
-    span = duplicate_index.WINDOW_ROWS + duplicate_index.QUERY_STRIDE - 1
-    for first in range(rows - span + 1):
-        assert any(first <= s and s + duplicate_index.WINDOW_ROWS <= first + span for s in starts)
+def test_query_windows_meet_an_indexed_window_in_every_overlap_a_pair_needs():
+    rule = (MIN_OVERLAP_SLICES, MIN_OVERLAP_FRACTION)
+    assert not duplicate_index.indexable(31, rule)  # needs 15 rows: compared with every image instead
+    for rows in (40, 97, 180):
+        starts = duplicate_index.query_starts(rows, rule)
+        needed = duplicate_index.needed_rows(rows, rows, *rule)
+        window = duplicate_index.WINDOW_ROWS
+        assert starts.min() >= 0 and starts.max() == rows - window
+        # Every overlap of `needed` rows, at every offset of the partner modulo the index stride.
+        for first in range(rows - needed + 1):
+            for offset in range(duplicate_index.INDEX_STRIDE):
+                assert any(first <= s and s + window <= first + needed
+                           and (s + offset) % duplicate_index.INDEX_STRIDE == 0 for s in starts), (rows, first, offset)
