@@ -8,17 +8,18 @@ at least `needed_rows` rows reaches `MIN_CORRELATION`. Checking every pair costs
   unit length, so that the squared distance of two descriptors is 2 (1 - their correlation); projected
   on the `PROJECTED_DIMS` leading principal axes of a fixed sample of windows (an orthonormal projection
   never lengthens a distance).
-- Index: the descriptors at every window start of every indexed sequence, keyed in `HASH_TABLES` tables
-  by the signs of their products with `HASH_BITS` random hyperplanes (seeded: the same keys every run).
-  Two windows of correlation c fall on the same side of a hyperplane with probability 1 - arccos(c) / pi
-  (0.88 for c = 0.93, 0.96 for c = 0.99), against 0.5 for unrelated windows.
-- Query: the windows of a query sequence at starts 0, s, 2 s, ... and its last whole window, with the
-  stride s (at most `QUERY_STRIDE`) such that every overlap the sequence needs with an equal or longer
-  one (`needed_rows`) holds a whole query window. Every sequence is a query, so a pair is looked up
-  from its shorter member at least.
+- Index: the descriptors at every `INDEX_STRIDE`-th window start of every indexed sequence, keyed in
+  `HASH_TABLES` tables by the signs of their products with `HASH_BITS` random hyperplanes (seeded: the
+  same keys every run). Two windows of correlation c fall on the same side of a hyperplane with
+  probability 1 - arccos(c) / pi (0.88 for c = 0.93, 0.96 for c = 0.99), against 0.5 for unrelated ones.
+- Query: blocks of INDEX_STRIDE consecutive window starts of a query sequence (one of them aligns with
+  an indexed start, whatever the offset) every s rows, and a last block ending at its last whole window.
+  The stride s (at most `QUERY_STRIDE`) is such that every overlap the sequence needs with an equal or
+  longer one (`needed_rows`) holds a whole block. Every sequence is a query, so a pair is looked up from
+  its shorter member at least.
 - Windows sharing a key are compared in the projection, then at full dimension; a query and an indexed
   sequence are a candidate pair when one of their window pairs has correlation >= `WINDOW_MIN_CORRELATION`.
-  A sequence whose needed overlap is shorter than a window is a candidate with every other.
+  A sequence whose needed overlap cannot hold a block (under 37 slices) is a candidate with every other.
 
 Only candidates get the exact `best_alignment` check, so the pairs found are a subset of the exhaustive
 search's. They are all of them when a qualifying overlap holds a query window whose own correlation
@@ -72,7 +73,8 @@ def query_starts(rows: int, rule: tuple[int, float]) -> np.ndarray:
     INDEX_STRIDE, so one of them aligns with an indexed window) every `query_stride(rows, rule)` rows,
     and a last block ending at the last whole window."""
     stride = query_stride(rows, rule)
-    firsts = np.append(np.arange(0, rows - WINDOW_ROWS - INDEX_STRIDE + 2, stride), rows - WINDOW_ROWS - INDEX_STRIDE + 1)
+    last = rows - WINDOW_ROWS - INDEX_STRIDE + 1
+    firsts = np.append(np.arange(0, last + 1, stride), last)
     starts = (firsts[:, None] + np.arange(INDEX_STRIDE)).ravel()
     return np.unique(starts[(starts >= 0) & (starts <= rows - WINDOW_ROWS)])
 
@@ -190,7 +192,9 @@ def _colliding_windows(query_points, query_owners, index_points, index_owners, r
     present = np.zeros(1 << HASH_BITS, dtype=bool)
     found = []
     for table in range(HASH_TABLES):
-        sorted_side, probe_side = (query_keys[table], index_keys[table]) if swap else (index_keys[table], query_keys[table])
+        sorted_side, probe_side = query_keys[table], index_keys[table]
+        if not swap:
+            sorted_side, probe_side = probe_side, sorted_side
         order = np.argsort(sorted_side, kind="stable")
         sorted_keys = sorted_side[order]
         present[:] = False
@@ -248,8 +252,8 @@ def near_candidates(
     query_owners, _, query_first = rows.windows(long_queries, lambda n: query_starts(n, rule))
     index_points, index_varied = rows.project(index_first, projection)
     query_points, query_varied = rows.project(query_first, projection)
-    index_points, index_owners, index_first = index_points[index_varied], index_owners[index_varied], index_first[index_varied]
-    query_points, query_owners, query_first = query_points[query_varied], query_owners[query_varied], query_first[query_varied]
+    index_points, index_owners, index_first = (a[index_varied] for a in (index_points, index_owners, index_first))
+    query_points, query_owners, query_first = (a[query_varied] for a in (query_points, query_owners, query_first))
     if not len(index_points) or not len(query_points):
         return candidates
     # Slack for float32 rounding: the exact check below decides.

@@ -200,7 +200,7 @@ class _Entry:
         signature = np.asarray(row.similarity_signature, dtype=np.float64).reshape(shape[0], -1)
         # The outer slice at each end is an edge copy after resampling; a crop has a new one there.
         self.differences = np.diff(signature[1:-1], axis=0) if shape[0] >= MIN_OVERLAP_SLICES + 2 else None
-        self.inferior_mm, self.slice_mm = _body_axis_position(row)
+        self.row = row  # its header position along the body axis is read only for a pair
 
 
 def _body_axis_position(row) -> tuple[float, float]:
@@ -216,7 +216,8 @@ def _body_axis_position(row) -> tuple[float, float]:
 
 def _pair(a: _Entry, b: _Entry, kind: str, correlation: float, shift: int, overlap: int) -> dict:
     # Slice k of b is slice k + shift of a: their world z differ by this when the headers agree on it.
-    offset = (b.inferior_mm - a.inferior_mm) - shift * a.slice_mm
+    (inferior_a, slice_mm), (inferior_b, _) = _body_axis_position(a.row), _body_axis_position(b.row)
+    offset = (inferior_b - inferior_a) - shift * slice_mm
     return {
         "image_a": a.image_id, "image_b": b.image_id, "dataset_a": a.case[0], "case_a": a.case[1],
         "dataset_b": b.case[0], "case_b": b.case[1], "kind": kind, "correlation": round(correlation, 6),
