@@ -34,6 +34,8 @@ compare both searches on the real sample data and on planted duplicates.
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 
 WINDOW_ROWS = 16
@@ -182,11 +184,10 @@ def _hash_keys(points: np.ndarray, planes: np.ndarray) -> np.ndarray:
     return keys
 
 
-def _colliding_windows(query_points, query_owners, index_points, index_owners, radius: float) -> np.ndarray:
+def _colliding_windows(query_points, query_owners, query_keys, index_points, index_owners, index_keys,
+                       radius: float) -> np.ndarray:
     """(n, 2) unique (query point, index point) of windows of different owners that share a key in some
-    table and lie within `radius` in the projection."""
-    planes = np.random.default_rng(0).normal(size=(HASH_TABLES, HASH_BITS, index_points.shape[1])).astype(np.float32)
-    query_keys, index_keys = _hash_keys(query_points, planes), _hash_keys(index_points, planes)
+    table (keys: `_hash_keys`) and lie within `radius` in the projection."""
     # Sort the smaller side's keys and look the other side's up; a bitmap of the sorted keys skips most misses.
     swap = len(query_points) < len(index_points)
     present = np.zeros(1 << HASH_BITS, dtype=bool)
@@ -220,46 +221,51 @@ def _colliding_windows(query_points, query_owners, index_points, index_owners, r
 
 def near_candidates(
     sequences: list[np.ndarray],
-    queries: list[int],
-    indexed: list[int],
+    searched: list[int] | None,
     min_overlap_slices: int,
     min_overlap_fraction: float,
 ) -> set[tuple[int, int]]:
-    """Candidate pairs (i, j), i < j positions in `sequences` ((n_rows, C) difference arrays, one C), of
-    a query position and an indexed position: window matches, and every pair with a sequence too short
-    to index (see the module docstring). Pairs of a position with itself are left out."""
-    if not queries or not indexed:
-        return set()
-
-    def short(p):
-        return not indexable(len(sequences[p]), (min_overlap_slices, min_overlap_fraction))
-
-    candidates: set[tuple[int, int]] = set()
-    for query in queries:
-        if short(query):
-            candidates.update((min(query, other), max(query, other)) for other in indexed if other != query)
-    for other in indexed:
-        if short(other):
-            candidates.update((min(query, other), max(query, other)) for query in queries if query != other)
-    long_queries = [p for p in queries if not short(p)]
-    long_indexed = [p for p in indexed if not short(p)]
-    if not long_queries or not long_indexed:
-        return candidates
-    projection = _projection([sequences[p] for p in sorted(set(long_queries) | set(long_indexed))])
-    rows = _Rows(sequences)
-    index_owners, _, index_first = rows.windows(long_indexed, index_starts)
+    """Candidate pairs (i, j), i < j positions in `sequences` ((n_rows, C) difference arrays, one C), with
+    at least one of `searched` (None: all): window matches (see the module docstring; both ways, so that
+    each pair is looked up from its shorter member), and every pair with a sequence too short to index."""
     rule = (min_overlap_slices, min_overlap_fraction)
-    query_owners, _, query_first = rows.windows(long_queries, lambda n: query_starts(n, rule))
-    index_points, index_varied = rows.project(index_first, projection)
-    query_points, query_varied = rows.project(query_first, projection)
-    index_points, index_owners, index_first = (a[index_varied] for a in (index_points, index_owners, index_first))
-    query_points, query_owners, query_first = (a[query_varied] for a in (query_points, query_owners, query_first))
-    if not len(index_points) or not len(query_points):
+    everything = list(range(len(sequences)))
+    searched = everything if searched is None else sorted(searched)
+    wanted = np.zeros(len(sequences), dtype=bool)
+    wanted[searched] = True
+    short = [not indexable(len(x), rule) for x in sequences]
+    candidates: set[tuple[int, int]] = set()
+    for one in everything:
+        if short[one]:
+            partners = everything if wanted[one] else searched
+            candidates.update((min(one, other), max(one, other)) for other in partners if other != one)
+    long = [p for p in everything if not short[p]]
+    if not any(wanted[long]) or len(long) < 2:
         return candidates
+    projection = _projection([sequences[p] for p in long])
+    rows = _Rows(sequences)
+    planes = np.random.default_rng(0).normal(size=(HASH_TABLES, HASH_BITS, len(projection))).astype(np.float32)
+    sides = []
+    for starts in (lru_cache(maxsize=None)(lambda n: query_starts(n, rule)), lru_cache(maxsize=None)(index_starts)):
+        owners, _, first = rows.windows(long, starts)
+        points, varied = rows.project(first, projection)
+        points, owners, first = points[varied], owners[varied], first[varied]
+        sides.append((points, owners, first, _hash_keys(points, planes)))
+    (query_points, query_owners, query_first, query_keys), (index_points, index_owners, index_first, index_keys) = sides
     # Slack for float32 rounding: the exact check below decides.
     radius = float(np.sqrt(2.0 * (1.0 - WINDOW_MIN_CORRELATION))) * (1 + 1e-3)
-    hits = _colliding_windows(query_points, query_owners, index_points, index_owners, radius)
-    close = rows.correlations(query_first[hits[:, 0]], index_first[hits[:, 1]]) >= WINDOW_MIN_CORRELATION
-    queries, others = query_owners[hits[close, 0]], index_owners[hits[close, 1]]
-    candidates.update(zip(np.minimum(queries, others).tolist(), np.maximum(queries, others).tolist()))
+    if len(searched) == len(sequences):
+        directions = [(np.arange(len(query_points)), np.arange(len(index_points)))]
+    else:  # searched queries against everything, and everything against the searched
+        directions = [(np.flatnonzero(wanted[query_owners]), np.arange(len(index_points))),
+                      (np.arange(len(query_points)), np.flatnonzero(wanted[index_owners]))]
+    for queries, indexed in directions:
+        if not len(queries) or not len(indexed):
+            continue
+        hits = _colliding_windows(query_points[queries], query_owners[queries], query_keys[:, queries],
+                                  index_points[indexed], index_owners[indexed], index_keys[:, indexed], radius)
+        hits = np.stack([queries[hits[:, 0]], indexed[hits[:, 1]]], axis=1)
+        close = rows.correlations(query_first[hits[:, 0]], index_first[hits[:, 1]]) >= WINDOW_MIN_CORRELATION
+        ones, others = query_owners[hits[close, 0]], index_owners[hits[close, 1]]
+        candidates.update(zip(np.minimum(ones, others).tolist(), np.maximum(ones, others).tolist()))
     return candidates

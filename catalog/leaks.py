@@ -72,12 +72,9 @@ def find_duplicate_pairs(images: pd.DataFrame, among: set[str] | None = None) ->
             by_spacing.setdefault(entry.bucket[0], []).append(entry)
     searched_ids = {e.image_id for e in searched}
     for group in by_spacing.values():
-        queries = [i for i, e in enumerate(group) if e.image_id in searched_ids]
-        everything = list(range(len(group)))
+        positions = None if among is None else [i for i, e in enumerate(group) if e.image_id in searched_ids]
         sequences = [e.differences for e in group]
-        found = near_candidates(sequences, everything, queries, MIN_OVERLAP_SLICES, MIN_OVERLAP_FRACTION)
-        if among is not None:
-            found |= near_candidates(sequences, queries, everything, MIN_OVERLAP_SLICES, MIN_OVERLAP_FRACTION)
+        found = near_candidates(sequences, positions, MIN_OVERLAP_SLICES, MIN_OVERLAP_FRACTION)
         for i, j in sorted(found):
             _check_near(group[i], group[j], pairs)
     return _pairs_frame(pairs)
