@@ -20,13 +20,16 @@ at least `needed_rows` rows reaches `MIN_CORRELATION`. Checking every pair costs
 - Windows sharing a key are compared in the projection, then at full dimension; a query and an indexed
   sequence are a candidate pair when one of their window pairs has correlation >= `WINDOW_MIN_CORRELATION`.
   A sequence whose needed overlap cannot hold a block (under 37 slices) is a candidate with every other.
+- Searching some sequences (the images new to a catalog) looks them up among all and all among them,
+  with the projection and hyperplanes of a search of all: their candidates are those a search of all
+  would give them. (Pairs kept from an earlier search came from that catalog's projection.)
 
 Only candidates get the exact `best_alignment` check, so the pairs found are a subset of the exhaustive
 search's. They are all of them when a qualifying overlap holds a query window whose own correlation
 reaches WINDOW_MIN_CORRELATION and that window meets its partner in one of the tables. Neither is a
 theorem: a pooled correlation of >= 0.95 is a variance-weighted blend of the windows' agreement, so its
 best window is rarely below 0.93, and the tables miss one window pair of correlation 0.93 with
-probability (1 - 0.88^22)^24 = 0.22 (0.99: 1e-5), while a copy or crop has dozens of matching windows.
+probability (1 - 0.88^22)^24 = 0.22 (0.99: 2e-5), while a copy or crop has dozens of matching windows.
 (A bound that holds for every sequence is far too loose to index: slice signatures are smooth, and a
 range's variance can sit in rows outside its whole windows.) The tests and bench/bench_duplicates.py
 compare both searches on the real sample data and on planted duplicates.
