@@ -29,7 +29,7 @@ search's. They are all of them when a qualifying overlap holds a query window wh
 reaches WINDOW_MIN_CORRELATION and that window meets its partner in one of the tables. Neither is a
 theorem: a pooled correlation of >= 0.95 is a variance-weighted blend of the windows' agreement, so its
 best window is rarely below 0.93, and the tables miss one window pair of correlation 0.93 with
-probability (1 - 0.88^22)^24 = 0.22 (0.99: 2e-5), while a copy or crop has dozens of matching windows.
+probability (1 - 0.88^20)^16 = 0.27 (0.99: 3e-4), while a copy or crop has dozens of matching windows.
 (A bound that holds for every sequence is far too loose to index: slice signatures are smooth, and a
 range's variance can sit in rows outside its whole windows.) The tests and bench/bench_duplicates.py
 compare both searches on the real sample data and on planted duplicates.
@@ -47,8 +47,8 @@ INDEX_STRIDE = 2
 PROJECTED_DIMS = 24
 WINDOW_MIN_CORRELATION = 0.93
 _PCA_SAMPLE_SEQUENCES = 256
-HASH_TABLES = 24
-HASH_BITS = 22
+HASH_TABLES = 16
+HASH_BITS = 20
 _QUERY_CHUNK = 50_000
 
 
