@@ -19,7 +19,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from catalog.leaks import find_duplicate_pairs  # noqa: E402
+from catalog.leaks import stored_pairs  # noqa: E402
 from catalog.reader import Catalog  # noqa: E402
 from catalog.report import rule_of, side_split_table  # noqa: E402
 
@@ -41,7 +41,7 @@ def write_dataset_report(root: str | Path, out_dir: str | Path | None = None) ->
 
 def _write_report(catalog: Catalog, folder: Path) -> Path:
     images, masks = catalog.images(), catalog.masks()
-    pairs = find_duplicate_pairs(images)
+    pairs = stored_pairs(catalog, images)
     pairs.to_csv(folder / "duplicates.csv", index=False)
 
     lines = [

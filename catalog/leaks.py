@@ -16,8 +16,13 @@ test at once. Two kept images of different cases are a pair when
   (it kept ts_ct's origin although it holds ts_ct's top 30 slices), while the highest correlation of two
   different patients (BraTS 2013, same atlas space and size) is 0.83.
 The check slides only along the body axis: crops in-plane, or rotated copies, are not found.
-Cost: one sort of hashes, plus per pair of images with equal spacing and in-plane size 16 `np.correlate`
-calls over their slice counts (about 0.3 ms for 200-slice images).
+Cost: checking a pair (`best_alignment`: 16 `np.correlate` calls over the slice counts) takes 0.1-0.2 ms;
+checking every pair of comparable images (`find_duplicate_pairs_exhaustive`, kept as the reference) is
+quadratic: about 3 hours for 10,000 images of one grid. `find_duplicate_pairs` checks only the candidates
+of an index over signature windows (`catalog.duplicate_index`): the same pairs on the sample data and on
+planted copies and crops, seconds for 10,000 images (docs/benchmarks.md, "Duplicate search"). A
+consolidation keeps the pairs (table `DUPLICATES`, duplicates.parquet in a local catalog) and searches only the images written since
+(`update_duplicate_pairs`); with nothing written it does not search at all.
 
 Groups are the connected cases of all pairs (union-find over (dataset, case_id)). All cases of a group
 form one split unit (`catalog.splits`), so a group never straddles train and test; `apply_group_splits`
@@ -32,6 +37,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from catalog.duplicate_index import near_candidates
+from catalog.schema import DUPLICATE_SCHEMA, DUPLICATES
 from catalog.splits import assign_splits
 
 MIN_CORRELATION = 0.95
@@ -39,25 +46,77 @@ MIN_OVERLAP_SLICES = 16
 MIN_OVERLAP_FRACTION = 0.5
 EXACT, NEAR = "exact", "near"
 
-PAIR_COLUMNS = [
-    "image_a", "image_b", "dataset_a", "case_a", "dataset_b", "case_b", "kind", "correlation",
-    "shift_slices", "overlap_slices", "header_offset_mm",
-]
+PAIR_COLUMNS = DUPLICATE_SCHEMA.names
 _NEEDED = [
     "image_id", "dataset", "case_id", "status", "stored_sha256", "similarity_signature", "canonical_shape_spl",
     "stored_spacing_xyz", "stored_origin_xyz", "stored_direction", "stored_shape_zyx",
 ]
 
 
-def find_duplicate_pairs(images: pd.DataFrame) -> pd.DataFrame:
+def find_duplicate_pairs(images: pd.DataFrame, among: set[str] | None = None) -> pd.DataFrame:
     """Pairs of kept images of different cases that are the same scan (columns `PAIR_COLUMNS`).
 
     `shift_slices`: image_b's axial slice k (inferior first, stored spacing) shows image_a's slice
     k + shift. `header_offset_mm`: how far apart the two headers place those matched slices along the
     body axis (0 when the world coordinates agree). `image_a` < `image_b`; rows sorted.
+    `among`: image ids to search; only pairs with at least one of them are returned (None: all images).
+    Near pairs are checked with `best_alignment` only for the candidates of `catalog.duplicate_index`.
     """
+    entries = _kept_entries(images)
+    searched = [e for e in entries if among is None or e.image_id in among]
+    pairs = _exact_pairs(entries, {e.image_id for e in searched})
+    by_spacing: dict[tuple, list[_Entry]] = {}
+    for entry in entries:
+        if entry.differences is not None:
+            by_spacing.setdefault(entry.bucket[0], []).append(entry)
+    searched_ids = {e.image_id for e in searched}
+    for group in by_spacing.values():
+        positions = None if among is None else [i for i, e in enumerate(group) if e.image_id in searched_ids]
+        sequences = [e.differences for e in group]
+        found = near_candidates(sequences, positions, MIN_OVERLAP_SLICES, MIN_OVERLAP_FRACTION)
+        for i, j in sorted(found):
+            _check_near(group[i], group[j], pairs)
+    return _pairs_frame(pairs)
+
+
+def find_duplicate_pairs_exhaustive(images: pd.DataFrame) -> pd.DataFrame:
+    """The same pairs as `find_duplicate_pairs`, by checking every pair of compatible images: the reference."""
+    entries = _kept_entries(images)
+    pairs = _exact_pairs(entries, {e.image_id for e in entries})
+    near = [e for e in entries if e.differences is not None]
+    for i, a in enumerate(near):
+        for b in near[i + 1:]:
+            _check_near(a, b, pairs)
+    return _pairs_frame(pairs)
+
+
+def update_duplicate_pairs(
+    images: pa.Table | pd.DataFrame, previous: pd.DataFrame | None, changed: set[str]
+) -> pd.DataFrame:
+    """The pairs of `images` (all rows of the images table) given the pairs found before (`previous`;
+    None: never searched) and the ids of the images written since (`changed`: new or replaced). Pairs of
+    changed, removed or no longer kept images are dropped; only changed images are searched, against all
+    kept ones."""
+    if isinstance(images, pa.Table):
+        images = images.select(_NEEDED).to_pandas()
+    if previous is None:
+        return find_duplicate_pairs(images)
+    kept = set(images.image_id[(images.status == "kept") & images.stored_sha256.notna()])
+    unchanged = kept - changed
+    still = previous[previous.image_a.isin(unchanged) & previous.image_b.isin(unchanged)]
+    fresh = find_duplicate_pairs(images, among=kept & changed)
+    frame = pd.concat([still[PAIR_COLUMNS], fresh]) if len(still) else fresh
+    frame = frame.sort_values(["image_a", "image_b"]).reset_index(drop=True)
+    return frame.astype({"shift_slices": "int64", "overlap_slices": "int64"})
+
+
+def _kept_entries(images: pd.DataFrame) -> list[_Entry]:
     kept = images[(images.status == "kept") & images.stored_sha256.notna()].sort_values("image_id")
-    entries = [_Entry(row) for row in kept.itertuples(index=False)]
+    return [_Entry(row) for row in kept.itertuples(index=False)]
+
+
+def _exact_pairs(entries: list[_Entry], searched: set[str]) -> dict[tuple[str, str], dict]:
+    """Pairs of equal stored arrays with at least one image in `searched`."""
     pairs: dict[tuple[str, str], dict] = {}
     by_hash: dict[str, list[_Entry]] = {}
     for entry in entries:
@@ -65,26 +124,26 @@ def find_duplicate_pairs(images: pd.DataFrame) -> pd.DataFrame:
     for same in by_hash.values():
         for i, a in enumerate(same):
             for b in same[i + 1:]:
-                if a.case != b.case:
+                if a.case != b.case and (a.image_id in searched or b.image_id in searched):
                     pairs[(a.image_id, b.image_id)] = _pair(a, b, EXACT, 1.0, 0, a.n_slices)
+    return pairs
 
-    buckets: dict[tuple, list[_Entry]] = {}
-    for entry in entries:
-        if entry.differences is not None:
-            buckets.setdefault(entry.bucket, []).append(entry)
-    for entry in entries:
-        if entry.differences is None:
-            continue
-        spacing, rows, columns = entry.bucket
-        for d_rows in (-1, 0, 1):
-            for d_columns in (-1, 0, 1):
-                for other in buckets.get((spacing, rows + d_rows, columns + d_columns), []):
-                    key = (entry.image_id, other.image_id)
-                    if other.image_id <= entry.image_id or other.case == entry.case or key in pairs:
-                        continue
-                    correlation, shift, overlap = best_alignment(entry.differences, other.differences)
-                    if correlation >= MIN_CORRELATION:
-                        pairs[key] = _pair(entry, other, NEAR, correlation, shift, overlap)
+
+def _check_near(a: _Entry, b: _Entry, pairs: dict[tuple[str, str], dict]) -> None:
+    """Add (a, b) as a near pair when the rule holds (different cases, compatible grids, correlation)."""
+    if b.image_id < a.image_id:
+        a, b = b, a
+    key = (a.image_id, b.image_id)
+    (spacing, rows, columns), (spacing_b, rows_b, columns_b) = a.bucket, b.bucket
+    comparable = spacing == spacing_b and abs(rows - rows_b) <= 1 and abs(columns - columns_b) <= 1
+    if a.case == b.case or key in pairs or not comparable:
+        return
+    correlation, shift, overlap = best_alignment(a.differences, b.differences)
+    if correlation >= MIN_CORRELATION:
+        pairs[key] = _pair(a, b, NEAR, correlation, shift, overlap)
+
+
+def _pairs_frame(pairs: dict[tuple[str, str], dict]) -> pd.DataFrame:
     frame = pd.DataFrame([pairs[k] for k in sorted(pairs)], columns=PAIR_COLUMNS)
     return frame.astype({"shift_slices": "int64", "overlap_slices": "int64"})
 
@@ -137,7 +196,7 @@ class _Entry:
         signature = np.asarray(row.similarity_signature, dtype=np.float64).reshape(shape[0], -1)
         # The outer slice at each end is an edge copy after resampling; a crop has a new one there.
         self.differences = np.diff(signature[1:-1], axis=0) if shape[0] >= MIN_OVERLAP_SLICES + 2 else None
-        self.inferior_mm, self.slice_mm = _body_axis_position(row)
+        self.row = row  # its header position along the body axis is read only for a pair
 
 
 def _body_axis_position(row) -> tuple[float, float]:
@@ -153,12 +212,22 @@ def _body_axis_position(row) -> tuple[float, float]:
 
 def _pair(a: _Entry, b: _Entry, kind: str, correlation: float, shift: int, overlap: int) -> dict:
     # Slice k of b is slice k + shift of a: their world z differ by this when the headers agree on it.
-    offset = (b.inferior_mm - a.inferior_mm) - shift * a.slice_mm
+    (inferior_a, slice_mm), (inferior_b, _) = _body_axis_position(a.row), _body_axis_position(b.row)
+    offset = (inferior_b - inferior_a) - shift * slice_mm
     return {
         "image_a": a.image_id, "image_b": b.image_id, "dataset_a": a.case[0], "case_a": a.case[1],
         "dataset_b": b.case[0], "case_b": b.case[1], "kind": kind, "correlation": round(correlation, 6),
         "shift_slices": shift, "overlap_slices": overlap, "header_offset_mm": round(offset, 3),
     }
+
+
+def stored_pairs(catalog, images: pd.DataFrame) -> pd.DataFrame:
+    """The pairs the last consolidation stored (table `DUPLICATES` of the `catalog.reader.Catalog`), or
+    searched now for a catalog without them."""
+    stored = catalog.table(DUPLICATES)
+    if stored is not None:
+        return pa.Table.from_pandas(stored, preserve_index=False).cast(DUPLICATE_SCHEMA).to_pandas()[PAIR_COLUMNS]
+    return find_duplicate_pairs(images)
 
 
 def duplicate_groups(pairs: pd.DataFrame) -> dict[tuple[str, str], tuple[str, str]]:
@@ -180,16 +249,22 @@ def duplicate_groups(pairs: pd.DataFrame) -> dict[tuple[str, str], tuple[str, st
 
 
 def apply_group_splits(
-    images: pa.Table, masks: pa.Table, fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
+    images: pa.Table,
+    masks: pa.Table,
+    fractions: tuple[float, float, float] = (0.8, 0.1, 0.1),
+    pairs: pd.DataFrame | None = None,
 ) -> tuple[pa.Table, pa.Table]:
     """Tables with `split` (and images' `duplicate_group`) set so every duplicate group shares one split.
 
     Split units are cases, except that all cases of a duplicate group form one unit, named after and
     counted in the dataset of its smallest (dataset, case_id); `catalog.splits.assign_splits` assigns them.
+    `pairs`: the images' duplicate pairs when already known (`update_duplicate_pairs`); None: searched here.
     """
     if images.num_rows == 0:
         return images, masks
-    groups = duplicate_groups(find_duplicate_pairs(images.select(_NEEDED).to_pandas()))
+    if pairs is None:
+        pairs = find_duplicate_pairs(images.select(_NEEDED).to_pandas())
+    groups = duplicate_groups(pairs)
     rows = images.select(["dataset", "case_id"]).to_pydict()
     cases = list(zip(rows["dataset"], rows["case_id"]))
     unit_of = {case: groups.get(case, case) for case in cases}
@@ -219,8 +294,9 @@ def add_arguments(catalog_commands: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from catalog.reader import Catalog
 
-    images = Catalog(args.root).images()
-    pairs = find_duplicate_pairs(images)
+    catalog = Catalog(args.root)
+    images = catalog.images()
+    pairs = stored_pairs(catalog, images)
     if pairs.empty:
         print(f"no duplicate images among {int((images.status == 'kept').sum())} kept images")
         return 0

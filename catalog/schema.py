@@ -115,8 +115,28 @@ MASK_SCHEMA = pa.schema(
     ]
 )
 
+# Duplicate pairs among the kept images (`catalog.leaks`), kept so that a consolidation searches only the
+# images written since the last one: image_a < image_b; kind "exact" (equal stored arrays) or "near".
+DUPLICATE_SCHEMA = pa.schema(
+    [
+        ("image_a", pa.string()),
+        ("image_b", pa.string()),
+        ("dataset_a", pa.string()),
+        ("case_a", pa.string()),
+        ("dataset_b", pa.string()),
+        ("case_b", pa.string()),
+        ("kind", pa.string()),
+        ("correlation", pa.float64()),
+        ("shift_slices", pa.int64()),
+        ("overlap_slices", pa.int64()),
+        ("header_offset_mm", pa.float64()),
+    ]
+)
+
 IMAGES_TABLE = "images.parquet"
 MASKS_TABLE = "masks.parquet"
+DUPLICATES = "duplicates"  # table name (a manifest key on S3)
+DUPLICATES_TABLE = f"{DUPLICATES}.parquet"  # its file in a local catalog
 SHARDS_DIR = "shards"
 PARTS_DIR = "_parts"
 CHUNK_SHAPE = (64, 64, 64)

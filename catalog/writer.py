@@ -27,9 +27,11 @@ import zarr
 from zarr.codecs import ZstdCodec
 from zarr.storage import MemoryStore
 
-from catalog.leaks import apply_group_splits
+from catalog.leaks import apply_group_splits, update_duplicate_pairs
 from catalog.schema import (
     CHUNK_SHAPE,
+    DUPLICATE_SCHEMA,
+    DUPLICATES,
     IMAGE_SCHEMA,
     MASK_SCHEMA,
     PARTS_DIR,
@@ -135,18 +137,26 @@ def consolidate(
         return location.parquet_rows(images_file), location.parquet_rows(masks_file) if masks_file else 0
     images = _read_table(location, images_file, IMAGE_SCHEMA)
     masks = _read_table(location, masks_file, MASK_SCHEMA)
+    # A catalog from before the pairs table (or a first run) gets one full search.
+    pairs_file = table_file(location, DUPLICATES, manifest)
+    previous = None if pairs_file is None else location.read_parquet(pairs_file).to_pandas()
+    changed: set[str] = set()
     if keys:
         new_images = pa.concat_tables([location.read_parquet(f"{PARTS_DIR}/{k}.images.parquet") for k in keys])
         new_masks = pa.concat_tables(
             [location.read_parquet(_masks_part(k)) for k in keys if location.exists(_masks_part(k))]
         )
-        replaced = pa.array(sorted(set(new_images.column("image_id").to_pylist())))
+        changed = set(new_images.column("image_id").to_pylist())
+        replaced = pa.array(sorted(changed))
         images = pa.concat_tables([_without(images, replaced), new_images.cast(IMAGE_SCHEMA)])
         masks = pa.concat_tables([_without(masks, replaced), new_masks.cast(MASK_SCHEMA)])
-    images, masks = apply_group_splits(images, masks, split_fractions)
+    pairs = update_duplicate_pairs(images, previous, changed)
+    images, masks = apply_group_splits(images, masks, split_fractions, pairs)
     images = images.sort_by("image_id")
     masks = masks.sort_by("mask_id")
-    publish_tables(location, {"masks": masks, "images": images})
+    duplicates = pa.Table.from_pandas(pairs, schema=DUPLICATE_SCHEMA, preserve_index=False)
+    # Images last: locally each table is replaced in this order, and image rows point at the others.
+    publish_tables(location, {"masks": masks, DUPLICATES: duplicates, "images": images})
     for key in keys:
         location.remove(_masks_part(key))
         location.remove(f"{PARTS_DIR}/{key}.images.parquet")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 from concurrent.futures import ThreadPoolExecutor
 
@@ -11,6 +12,7 @@ import pyarrow as pa
 import pytest
 import SimpleITK as sitk
 
+from catalog import leaks
 from catalog.leaks import (
     MIN_CORRELATION,
     _Entry,
@@ -18,9 +20,12 @@ from catalog.leaks import (
     best_alignment,
     duplicate_groups,
     find_duplicate_pairs,
+    find_duplicate_pairs_exhaustive,
+    stored_pairs,
 )
 from catalog.reader import Catalog
-from catalog.schema import IMAGE_SCHEMA, MASK_SCHEMA
+from catalog.schema import DUPLICATES_TABLE, IMAGE_SCHEMA, MASK_SCHEMA
+from catalog.writer import consolidate, write_part
 from pipeline.curate import _stored_image
 from pipeline.geometry import Geometry
 from pipeline.steps.step5_resample import target_grid
@@ -157,3 +162,84 @@ def test_a_group_is_one_split_unit_and_its_split_reaches_the_masks():
     assert masks.column("split").to_pylist() == [splits["x"], splits["z"], splits["other0"]]
     assert duplicate_groups(find_duplicate_pairs(images.to_pandas())) == {("A", "y"): ("A", "y"), ("B", "x"): ("A", "y"),
                                                                           ("C", "z"): ("A", "y")}
+
+
+def test_indexed_search_equals_the_exhaustive_one_on_the_real_sample_data(raw_catalog):
+    catalog = Catalog(raw_catalog[0])
+    images = catalog.images()
+    exhaustive = find_duplicate_pairs_exhaustive(images)
+    pd.testing.assert_frame_equal(find_duplicate_pairs(images), exhaustive)
+    # The catalog keeps the pairs its consolidation found; report and `catalog leaks` read them.
+    pd.testing.assert_frame_equal(pd.read_parquet(catalog.root / DUPLICATES_TABLE), exhaustive)
+    pd.testing.assert_frame_equal(stored_pairs(catalog, images), exhaustive)
+
+
+def signature_row(case: str, signature: np.ndarray, sha: str | None = None) -> dict:
+    """An images-table row with the fingerprint columns of a SYNTHETIC (n, 4, 4) signature."""
+    row = {name: None for name in IMAGE_SCHEMA.names}
+    n = len(signature)
+    row.update(image_id=f"D__{case}_0000", dataset="D", case_id=case, channel=0, status="kept", flags=[],
+               side_pairs=0, side_pairs_disagreeing=[], source_hash="s", config_hash="c",
+               stored_sha256=sha or hashlib.sha256(signature.tobytes()).hexdigest(),
+               similarity_signature=signature.ravel().tolist(), canonical_shape_spl=[n, 50, 60],
+               stored_spacing_xyz=[1.5] * 3, stored_origin_xyz=[0.0] * 3,
+               stored_direction=[1.0, 0, 0, 0, 1.0, 0, 0, 0, 1.0], stored_shape_zyx=[n, 60, 50])
+    return row
+
+
+def test_consolidate_searches_only_new_or_replaced_images_and_keeps_the_pairs(tmp_path, monkeypatch):
+    rng = np.random.default_rng(5)
+    signatures = {f"x{i}": rng.normal(size=(120, 4, 4)).astype(np.float32) for i in range(6)}
+    signatures["crop"] = signatures["x0"][10:90] + rng.normal(scale=0.01, size=(80, 4, 4)).astype(np.float32)
+    checked: list[set[str]] = []
+    check = leaks._check_near
+    def counted_check(a, b, pairs):
+        checked.append({a.case[1], b.case[1]})
+        check(a, b, pairs)
+
+    monkeypatch.setattr(leaks, "_check_near", counted_check)
+
+    def write(case, signature, sha=None):
+        write_part(tmp_path, f"D__{case}", [signature_row(case, signature, sha)], [])
+
+    def stored():
+        return pd.read_parquet(tmp_path / DUPLICATES_TABLE)
+
+    def cases(pairs):
+        # (original, copy, kind): the original's case is the x one.
+        rows = zip(pairs.case_a, pairs.case_b, pairs.kind)
+        return sorted((*sorted((a, b), key=lambda c: c[0] != "x"), kind) for a, b, kind in rows)
+
+    for case, signature in signatures.items():
+        write(case, signature)
+    consolidate(tmp_path)
+    assert cases(stored()) == [("x0", "crop", "near")]
+
+    # One new part with an exact copy of x1 and a crop of x2: only pairs with them are checked.
+    checked.clear()
+    write("copy", signatures["x1"], signature_row("x1", signatures["x1"])["stored_sha256"])
+    write("crop2", signatures["x2"][5:100])
+    consolidate(tmp_path)
+    assert checked and all(pair & {"copy", "crop2"} for pair in checked)
+    assert cases(stored()) == [("x0", "crop", "near"), ("x1", "copy", "exact"), ("x2", "crop2", "near")]
+    pd.testing.assert_frame_equal(stored(), find_duplicate_pairs_exhaustive(Catalog(tmp_path).images()))
+
+    # Nothing changed: no search, and the table is left as it is.
+    checked.clear()
+    before = (tmp_path / DUPLICATES_TABLE).stat().st_mtime_ns
+    consolidate(tmp_path)
+    assert checked == [] and (tmp_path / DUPLICATES_TABLE).stat().st_mtime_ns == before
+
+    # A replaced image loses its old pairs.
+    write("crop", rng.normal(size=(80, 4, 4)).astype(np.float32))
+    consolidate(tmp_path)
+    assert cases(stored()) == [("x1", "copy", "exact"), ("x2", "crop2", "near")]
+
+    # A catalog from before the pairs table: its next consolidation searches everything once.
+    (tmp_path / DUPLICATES_TABLE).unlink()
+    checked.clear()
+    write("crop3", signatures["x3"][20:110])
+    consolidate(tmp_path)
+    assert cases(stored()) == [("x1", "copy", "exact"), ("x2", "crop2", "near"), ("x3", "crop3", "near")]
+    assert {"copy", "x1"} in checked and {"crop2", "x2"} in checked  # pairs of unchanged images, found again
+    pd.testing.assert_frame_equal(stored(), find_duplicate_pairs_exhaustive(Catalog(tmp_path).images()))

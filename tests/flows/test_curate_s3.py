@@ -115,7 +115,7 @@ def test_a_run_killed_before_publication_leaves_nothing_visible_and_the_next_com
     CatalogLocation.parse(s3_catalog_url).write_bytes(f"{orphan}/zarr.json", b"{}")
     published = set(read_manifest(CatalogLocation.parse(s3_catalog_url))["tables"].values())
     killed_tables = {k for k in _keys(s3_catalog_url) if k.startswith("tables/") and k not in published}
-    assert len(killed_tables) == 2, "the killed run's images and masks tables, named by no manifest"
+    assert len(killed_tables) == 3, "the killed run's images, masks and duplicates tables, named by no manifest"
     assert {g.path for g in collect_garbage(s3_catalog_url)} == {orphan} | killed_tables
     assert_same_catalog(Catalog(s3_catalog_url), local_catalog)
     assert collect_garbage(s3_catalog_url) == []

@@ -29,14 +29,14 @@ def test_gc_removes_only_unreferenced_prefixes_on_s3(s3_catalog_url, capsys):
     assert location.list("shards/D") == ["a-1.zarr", "a-2.zarr"]
     found = {g.path for g in find_garbage(s3_catalog_url)}
     assert {p for p in found if p.startswith("shards/")} == {"shards/D/a-1.zarr"}
-    assert len([p for p in found if p.startswith("tables/")]) == 2  # the first version's images and masks
+    assert len([p for p in found if p.startswith("tables/")]) == 3  # the first version's images, masks, duplicates
     assert main(["catalog", "gc", s3_catalog_url, "--dry-run"]) == 0
     assert "would remove shards/D/a-1.zarr" in capsys.readouterr().out
     assert location.exists("shards/D/a-1.zarr/zarr.json")
     assert main(["catalog", "gc", s3_catalog_url]) == 0
     out = capsys.readouterr().out
-    assert "removed 3 unreferenced prefixes/files" in out and "freed" in out
-    assert location.list("shards/D") == ["a-2.zarr"] and len(location.list("tables")) == 2
+    assert "removed 4 unreferenced prefixes/files" in out and "freed" in out
+    assert location.list("shards/D") == ["a-2.zarr"] and len(location.list("tables")) == 3
     assert find_garbage(s3_catalog_url) == []
 
 
