@@ -90,6 +90,24 @@ def find_duplicate_pairs_exhaustive(images: pd.DataFrame) -> pd.DataFrame:
     return _pairs_frame(pairs)
 
 
+def pair_rule() -> str:
+    """The rule the pairs were found with; stored with the pairs table so that a changed rule searches anew."""
+    return f"min_correlation={MIN_CORRELATION} min_overlap_slices={MIN_OVERLAP_SLICES} min_overlap_fraction={MIN_OVERLAP_FRACTION}"
+
+
+def pairs_table(pairs: pd.DataFrame) -> pa.Table:
+    """`pairs` as the stored table: `DUPLICATE_SCHEMA`, with `pair_rule()` in its metadata."""
+    table = pa.Table.from_pandas(pairs, schema=DUPLICATE_SCHEMA, preserve_index=False)
+    return table.replace_schema_metadata({b"pair_rule": pair_rule().encode()})
+
+
+def previous_pairs(table: pa.Table | None) -> pd.DataFrame | None:
+    """The stored pairs to build on, or None (search everything) when there are none or another rule made them."""
+    if table is None or (table.schema.metadata or {}).get(b"pair_rule", b"").decode() != pair_rule():
+        return None
+    return table.to_pandas()
+
+
 def update_duplicate_pairs(
     images: pa.Table | pd.DataFrame, previous: pd.DataFrame | None, changed: set[str]
 ) -> pd.DataFrame:

@@ -27,10 +27,9 @@ import zarr
 from zarr.codecs import ZstdCodec
 from zarr.storage import MemoryStore
 
-from catalog.leaks import apply_group_splits, update_duplicate_pairs
+from catalog.leaks import apply_group_splits, pairs_table, previous_pairs, update_duplicate_pairs
 from catalog.schema import (
     CHUNK_SHAPE,
-    DUPLICATE_SCHEMA,
     DUPLICATES,
     IMAGE_SCHEMA,
     MASK_SCHEMA,
@@ -139,7 +138,8 @@ def consolidate(
     masks = _read_table(location, masks_file, MASK_SCHEMA)
     # A catalog from before the pairs table (or a first run) gets one full search.
     pairs_file = table_file(location, DUPLICATES, manifest)
-    previous = None if pairs_file is None else location.read_parquet(pairs_file).to_pandas()
+    # Pairs stored under another rule (MIN_CORRELATION...) are searched anew.
+    previous = previous_pairs(None if pairs_file is None else location.read_parquet(pairs_file))
     changed: set[str] = set()
     if keys:
         new_images = pa.concat_tables([location.read_parquet(f"{PARTS_DIR}/{k}.images.parquet") for k in keys])
@@ -154,7 +154,7 @@ def consolidate(
     images, masks = apply_group_splits(images, masks, split_fractions, pairs)
     images = images.sort_by("image_id")
     masks = masks.sort_by("mask_id")
-    duplicates = pa.Table.from_pandas(pairs, schema=DUPLICATE_SCHEMA, preserve_index=False)
+    duplicates = pairs_table(pairs)
     # Images last: locally each table is replaced in this order, and image rows point at the others.
     publish_tables(location, {"masks": masks, DUPLICATES: duplicates, "images": images})
     for key in keys:

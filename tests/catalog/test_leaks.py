@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 import SimpleITK as sitk
 
@@ -243,3 +244,12 @@ def test_consolidate_searches_only_new_or_replaced_images_and_keeps_the_pairs(tm
     assert cases(stored()) == [("x1", "copy", "exact"), ("x2", "crop2", "near"), ("x3", "crop3", "near")]
     assert {"copy", "x1"} in checked and {"crop2", "x2"} in checked  # pairs of unchanged images, found again
     pd.testing.assert_frame_equal(stored(), find_duplicate_pairs_exhaustive(Catalog(tmp_path).images()))
+
+    # Pairs stored under another rule (here: another MIN_CORRELATION) are searched anew, not built on.
+    checked.clear()
+    monkeypatch.setattr(leaks, "MIN_CORRELATION", 0.96)
+    write("crop4", signatures["x4"][30:120])
+    consolidate(tmp_path)
+    assert {"copy", "x1"} in checked, "pairs of unchanged images are checked again under the new rule"
+    assert ("x4", "crop4", "near") in cases(stored())
+    assert pq.read_schema(tmp_path / DUPLICATES_TABLE).metadata[b"pair_rule"].startswith(b"min_correlation=0.96 ")
