@@ -31,6 +31,8 @@ bench: setup
 	$(BIN)/python bench/bench_patches.py
 	$(BIN)/python bench/bench_handover.py
 	$(BIN)/python bench/bench_dask.py
+	$(BIN)/python bench/bench_duplicates.py
+	$(BIN)/python bench/bench_s3_patches.py
 
 test-integration: setup
 	$(BIN)/python -m pytest -q tests/flows/test_integration.py tests/flows/test_faults.py
