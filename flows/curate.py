@@ -161,18 +161,22 @@ def plan_batches(jobs: list[CaseJob], n_batches: int) -> list[list[CaseJob]]:
     if n_batches < 1:
         raise ValueError(f"n_batches must be at least 1, got {n_batches}")
     n_batches = min(n_batches, len(jobs))
+    costs = [job.cost() for job in jobs]
     loads, members = [0] * n_batches, [[] for _ in range(n_batches)]
-    for index in sorted(range(len(jobs)), key=lambda i: -jobs[i].cost()):
+    for index in sorted(range(len(jobs)), key=lambda i: -costs[i]):
         lightest = loads.index(min(loads))
-        loads[lightest] += jobs[index].cost()
+        loads[lightest] += costs[index]
         members[lightest].append(index)
     return [[jobs[i] for i in sorted(batch)] for batch in members if batch]
 
 
-def _already_written(job: CaseJob, catalog_root: str, config_hash: str) -> CaseOutcome | None:
-    """The outcome of a job whose part an earlier try of its batch finished (its rows match the job), else None."""
+def _already_written(job: CaseJob, catalog_root: str, config_hash: str, parts: set[str]) -> CaseOutcome | None:
+    """The outcome of a job whose part an earlier try of its batch finished (its rows match the job), else None.
+
+    `parts`: the catalog's finished parts (`finished_parts`) when the try started.
+    """
     key = case_key(job.case)
-    if key not in finished_parts(catalog_root):
+    if key not in parts:
         return None
     rows = read_part_images(catalog_root, key)
     known = {r.image_id: (r.source_hash, r.config_hash) for r in rows.itertuples()}
@@ -199,9 +203,10 @@ def curate_batch_task(label: str, jobs: list[CaseJob], config: CurationConfig, c
     """
     logger = _task_logger()
     config_hash = config.config_hash()
+    parts = set(finished_parts(catalog_root))  # listed once per try, not once per case (a LIST request on S3)
     outcomes, failed = [], []
     for job in jobs:
-        done = _already_written(job, catalog_root, config_hash)
+        done = _already_written(job, catalog_root, config_hash, parts)
         if done is not None:
             outcomes.append(done)
             continue
@@ -346,12 +351,12 @@ def curate(
     same time fails at once with CatalogLockedError, naming the run that holds it.
     """
     logger = get_run_logger()
+    if batch_size is not None and batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     root = CatalogLocation.parse(catalog)
     root.check_access(for_writing=True)  # unreachable, refused or missing bucket: fail before writing anything
     # One writer per catalog: a second run at once would fold the first one's parts in mid-flight.
     with catalog_write_lock(root, owner=f"flow run {flow_run.name!r} ({flow_run.id})"):
-        if batch_size is not None and batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         runner = make_task_runner(dask_address, dask_workers, threads)
         parallelism = dask_workers or (scheduler_threads(dask_address) if dask_address else threads)
         outcomes = curate_cases.with_options(task_runner=runner)(
