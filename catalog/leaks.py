@@ -63,13 +63,12 @@ def find_duplicate_pairs(images: pd.DataFrame, among: set[str] | None = None) ->
     Near pairs are checked with `best_alignment` only for the candidates of `catalog.duplicate_index`.
     """
     entries = _kept_entries(images)
-    searched = [e for e in entries if among is None or e.image_id in among]
-    pairs = _exact_pairs(entries, {e.image_id for e in searched})
+    searched_ids = {e.image_id for e in entries if among is None or e.image_id in among}
+    pairs = _exact_pairs(entries, searched_ids)
     by_spacing: dict[tuple, list[_Entry]] = {}
     for entry in entries:
         if entry.differences is not None:
             by_spacing.setdefault(entry.bucket[0], []).append(entry)
-    searched_ids = {e.image_id for e in searched}
     for group in by_spacing.values():
         positions = None if among is None else [i for i, e in enumerate(group) if e.image_id in searched_ids]
         sequences = [e.differences for e in group]
@@ -242,10 +241,8 @@ def _pair(a: _Entry, b: _Entry, kind: str, correlation: float, shift: int, overl
 def stored_pairs(catalog, images: pd.DataFrame) -> pd.DataFrame:
     """The pairs the last consolidation stored (table `DUPLICATES` of the `catalog.reader.Catalog`), or
     searched now for a catalog without them."""
-    stored = catalog.table(DUPLICATES)
-    if stored is not None:
-        return pa.Table.from_pandas(stored, preserve_index=False).cast(DUPLICATE_SCHEMA).to_pandas()[PAIR_COLUMNS]
-    return find_duplicate_pairs(images)
+    stored = catalog.table(DUPLICATES, DUPLICATE_SCHEMA)
+    return find_duplicate_pairs(images) if stored is None else stored
 
 
 def duplicate_groups(pairs: pd.DataFrame) -> dict[tuple[str, str], tuple[str, str]]:

@@ -45,20 +45,24 @@ def catalog_lock(root: str | Path, owner: str = "", wait_s: float = 0.0, poll_s:
     path = Path(root) / LOCK_FILE
     fd = _acquire(path, wait_s, poll_s)
     try:
-        holder = {
-            "owner": owner,
-            "host": socket.gethostname(),
-            "pid": os.getpid(),
-            "since": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        }
         os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps(holder).encode(), 0)
+        os.pwrite(fd, json.dumps(holder_record(owner)).encode(), 0)
         yield path
     finally:
         # Unlink before unlocking: a waiter that opened the old file then finds it gone and retries on a new one.
         path.unlink(missing_ok=True)
         fcntl.flock(fd, fcntl.LOCK_UN)
         os.close(fd)
+
+
+def holder_record(owner: str) -> dict:
+    """What a lock says about its holder (shown to refused runs): owner, host, pid, since."""
+    return {
+        "owner": owner,
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "since": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
 
 
 def lock_holder(root: str | Path) -> dict | None:

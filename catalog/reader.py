@@ -40,9 +40,9 @@ class Catalog:
             raise ValueError(f"chunk_cache_bytes must be >= 0, got {chunk_cache_bytes}")
         if not self.location.is_local:
             self.location.check_access(for_writing=False)
-        manifest = read_manifest(self.location)
-        self._images_file = table_file(self.location, "images", manifest)
-        self._masks_file = table_file(self.location, "masks", manifest)
+        self._manifest = read_manifest(self.location)
+        self._images_file = table_file(self.location, "images", self._manifest)
+        self._masks_file = table_file(self.location, "masks", self._manifest)
         if self._images_file is None:
             raise CatalogNotFoundError(
                 f"{self.root} holds no catalog: {IMAGES_TABLE} not found (run `sammed3d curate`)"
@@ -64,10 +64,11 @@ class Catalog:
             return MASK_SCHEMA.empty_table().to_pandas()
         return self._read(self._masks_file, MASK_SCHEMA)
 
-    def table(self, name: str) -> pd.DataFrame | None:
-        """Any other published table of the catalog (e.g. "duplicates") as a DataFrame; None when absent."""
-        relative = table_file(self.location, name)
-        return None if relative is None else self._read(relative, None)
+    def table(self, name: str, schema=None) -> pd.DataFrame | None:
+        """Any other published table of the catalog (e.g. "duplicates") as a DataFrame, read with `schema` when
+        given; None when absent. Of the version the catalog was opened at, like the images and masks."""
+        relative = table_file(self.location, name, self._manifest)
+        return None if relative is None else self._read(relative, schema)
 
     def _read(self, relative: str, schema) -> pd.DataFrame:
         return pd.read_parquet(self.location.path(relative), filesystem=self.location.fs, schema=schema)

@@ -38,11 +38,11 @@ from catalog.schema import (
     SHARDS_DIR,
     table_from_rows,
 )
-from catalog.store.location import CatalogLocation
+from catalog.store.location import TMP_PREFIX, CatalogLocation
 from catalog.store.manifest import publish_tables, read_manifest, table_file
 
-_TMP_PREFIX = ".tmp-"
 _OLD_PREFIX = ".old-"
+_IMAGES_PART = ".images.parquet"  # a case's images part, written last: marks the case complete
 
 
 def write_shard(
@@ -68,7 +68,7 @@ def write_shard(
         return location.url_of(shard_path)
     final = location.local_path / shard_path
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.parent / f"{_TMP_PREFIX}{final.name}-{uuid.uuid4().hex[:8]}"
+    tmp = final.parent / f"{TMP_PREFIX}{final.name}-{uuid.uuid4().hex[:8]}"
     _fill_group(zarr.open_group(store=str(tmp), mode="w", zarr_format=3), image, label, attrs)
     if final.exists():
         old = final.parent / f"{_OLD_PREFIX}{final.name}-{uuid.uuid4().hex[:8]}"
@@ -101,18 +101,17 @@ def _shard_extent(chunk: int, size: int) -> int:
 def write_part(root: str | Path | CatalogLocation, key: str, image_rows: list[dict], mask_rows: list[dict]) -> None:
     """Persist the rows of one finished case; the images part is written last and marks it complete."""
     location = CatalogLocation.parse(root)
-    location.write_parquet(table_from_rows(mask_rows, MASK_SCHEMA), f"{PARTS_DIR}/{key}.masks.parquet")
-    location.write_parquet(table_from_rows(image_rows, IMAGE_SCHEMA), f"{PARTS_DIR}/{key}.images.parquet")
+    location.write_parquet(table_from_rows(mask_rows, MASK_SCHEMA), _masks_part(key))
+    location.write_parquet(table_from_rows(image_rows, IMAGE_SCHEMA), _images_part(key))
 
 
 def finished_parts(root: str | Path | CatalogLocation) -> list[str]:
     location = CatalogLocation.parse(root)
-    suffix = ".images.parquet"
-    return sorted(name[: -len(suffix)] for name in location.list(PARTS_DIR) if name.endswith(suffix))
+    return sorted(name[: -len(_IMAGES_PART)] for name in location.list(PARTS_DIR) if name.endswith(_IMAGES_PART))
 
 
 def read_part_images(root: str | Path | CatalogLocation, key: str) -> pd.DataFrame:
-    return CatalogLocation.parse(root).read_parquet(f"{PARTS_DIR}/{key}.images.parquet").to_pandas()
+    return CatalogLocation.parse(root).read_parquet(_images_part(key)).to_pandas()
 
 
 def consolidate(
@@ -142,7 +141,7 @@ def consolidate(
     previous = previous_pairs(None if pairs_file is None else location.read_parquet(pairs_file))
     changed: set[str] = set()
     if keys:
-        new_images = pa.concat_tables([location.read_parquet(f"{PARTS_DIR}/{k}.images.parquet") for k in keys])
+        new_images = pa.concat_tables([location.read_parquet(_images_part(k)) for k in keys])
         new_masks = pa.concat_tables(
             [location.read_parquet(_masks_part(k)) for k in keys if location.exists(_masks_part(k))]
         )
@@ -159,10 +158,14 @@ def consolidate(
     publish_tables(location, {"masks": masks, DUPLICATES: duplicates, "images": images})
     for key in keys:
         location.remove(_masks_part(key))
-        location.remove(f"{PARTS_DIR}/{key}.images.parquet")
+        location.remove(_images_part(key))
     if location.is_local:
         _remove_stale_shards(location.local_path, images)
     return images.num_rows, masks.num_rows
+
+
+def _images_part(key: str) -> str:
+    return f"{PARTS_DIR}/{key}{_IMAGES_PART}"
 
 
 def _masks_part(key: str) -> str:
@@ -184,7 +187,7 @@ def _read_table(location: CatalogLocation, relative: str | None, schema: pa.Sche
 def _remove_temporary_files(root: Path) -> None:
     """Temporary part and table files of a writer killed before its rename (their names match no part)."""
     for folder in (root, root / PARTS_DIR):
-        for leftover in folder.glob(f"{_TMP_PREFIX}*.parquet-*"):
+        for leftover in folder.glob(f"{TMP_PREFIX}*.parquet-*"):
             leftover.unlink(missing_ok=True)
 
 
@@ -197,7 +200,7 @@ def _remove_stale_shards(root: Path, images: pa.Table) -> None:
     for dataset_dir in shards.iterdir():
         for entry in dataset_dir.iterdir():
             relative = f"{SHARDS_DIR}/{dataset_dir.name}/{entry.name}"
-            if entry.name.startswith((_TMP_PREFIX, _OLD_PREFIX)) or relative not in wanted:
+            if entry.name.startswith((TMP_PREFIX, _OLD_PREFIX)) or relative not in wanted:
                 shutil.rmtree(entry, ignore_errors=True)
         if not any(dataset_dir.iterdir()):
             dataset_dir.rmdir()

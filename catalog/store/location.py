@@ -24,7 +24,9 @@ import pyarrow.parquet as pq
 
 SUPPORTED = "a local folder or an s3://bucket/prefix URL"
 _URL = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://(.*)$")
-_TMP_PREFIX = ".tmp-"
+# Local files are written under this prefix and renamed into place; catalog.writer removes leftovers of a
+# writer killed before its rename.
+TMP_PREFIX = ".tmp-"
 # Fail in seconds, not minutes, when the endpoint is unreachable: botocore's defaults retry a dead
 # endpoint with a 60 s connect timeout.
 _CONNECT_TIMEOUT_S = 3
@@ -126,7 +128,7 @@ class CatalogLocation:
         if self.is_local:
             target = self.local_path / relative
             target.parent.mkdir(parents=True, exist_ok=True)
-            tmp = target.parent / f"{_TMP_PREFIX}{target.name}-{uuid.uuid4().hex[:8]}"
+            tmp = target.parent / f"{TMP_PREFIX}{target.name}-{uuid.uuid4().hex[:8]}"
             tmp.write_bytes(data)
             os.replace(tmp, target)
         else:
@@ -184,17 +186,10 @@ class CatalogLocation:
         return pq.read_metadata(self.path(relative), filesystem=self.fs).num_rows
 
     def write_parquet(self, table: pa.Table, relative: str) -> None:
-        """Write a Parquet file in one step (temporary file + rename locally; one PUT on S3)."""
-        if self.is_local:
-            target = self.local_path / relative
-            target.parent.mkdir(parents=True, exist_ok=True)
-            tmp = target.parent / f"{_TMP_PREFIX}{target.name}-{uuid.uuid4().hex[:8]}"
-            pq.write_table(table, tmp)
-            os.replace(tmp, target)
-        else:
-            sink = pa.BufferOutputStream()
-            pq.write_table(table, sink)
-            self.fs.pipe_file(self.path(relative), sink.getvalue().to_pybytes())
+        """Write a Parquet file in one step (`write_bytes`: temporary file + rename locally; one PUT on S3)."""
+        sink = pa.BufferOutputStream()
+        pq.write_table(table, sink)
+        self.write_bytes(relative, sink.getvalue().to_pybytes())
 
     def zarr_store(self, relative: str, read_only: bool = False):
         """A zarr v3 store for the group at `relative` (LocalStore, or FsspecStore over S3)."""

@@ -16,17 +16,14 @@ Expiry is compared with the taker's clock: hosts' clocks must agree to well with
 from __future__ import annotations
 
 import json
-import os
-import socket
 import threading
 import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime, timezone
 from pathlib import Path
 
-from catalog.lock import LOCK_FILE, CatalogLockedError, catalog_lock, refusal_message
+from catalog.lock import LOCK_FILE, CatalogLockedError, catalog_lock, holder_record, refusal_message
 from catalog.store.location import CatalogLocation
 
 LEASE_S = 60.0
@@ -95,13 +92,7 @@ class ObjectLease:
         self.lost = False
         bucket_and_prefix = location.path(LOCK_FILE)
         self._bucket, self._key = bucket_and_prefix.split("/", 1)
-        self._holder = {
-            "owner": owner,
-            "host": socket.gethostname(),
-            "pid": os.getpid(),
-            "since": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "token": uuid.uuid4().hex,
-        }
+        self._holder = {**holder_record(owner), "token": uuid.uuid4().hex}
 
     def _body(self) -> bytes:
         expires = time.time() + self.lease_s
