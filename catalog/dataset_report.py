@@ -36,7 +36,7 @@ def write_dataset_report(root: str | Path, out_dir: str | Path | None = None) ->
         return _write_report(catalog, Path(out_dir))
     with catalog.location.local_output(REPORT_DIR) as folder:
         written = _write_report(catalog, folder)
-    return written if catalog.location.is_local else catalog.location.url_of(f"{REPORT_DIR}/datasets.md")
+    return catalog.location.output_reference(REPORT_DIR, written)
 
 
 def _write_report(catalog: Catalog, folder: Path) -> Path:

@@ -161,7 +161,7 @@ def show_mask(root: str | Path, mask_id: str, out_png: str | Path | None = None)
     location = CatalogLocation.parse(root)
     with location.local_output(QC_DIR.as_posix()) as folder:
         written = _render_mask(root, mask_id, folder / f"{mask_id}.png")
-    return written if location.is_local else location.url_of(f"{QC_DIR.as_posix()}/{mask_id}.png")
+    return location.output_reference(QC_DIR.as_posix(), written)
 
 
 def _render_mask(root: str | Path, mask_id: str, out_png: Path) -> Path:
@@ -187,9 +187,7 @@ def qc_images_for_report(root: str | Path, n: int = 6, out_dir: str | Path | Non
     location = CatalogLocation.parse(root)
     with location.local_output(QC_DIR.as_posix()) as folder:
         written = [_render_mask(root, mask_id, folder / f"{mask_id}.png") for mask_id in chosen]
-    if location.is_local:
-        return written
-    return [location.url_of(f"{QC_DIR.as_posix()}/{mask_id}.png") for mask_id in chosen]
+    return [location.output_reference(QC_DIR.as_posix(), path) for path in written]
 
 
 def add_arguments(catalog_commands: argparse._SubParsersAction) -> None:

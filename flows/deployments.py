@@ -68,4 +68,3 @@ def run(args: argparse.Namespace) -> int:
     )
     serve(deployment, limit=args.limit)
     return 0
-

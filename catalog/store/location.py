@@ -214,6 +214,10 @@ class CatalogLocation:
                 if file.is_file():
                     self.fs.put_file(str(file), self.path(f"{relative}/{file.relative_to(tmp).as_posix()}"))
 
+    def output_reference(self, relative: str, written: Path) -> Path | str:
+        """Where a file written into `local_output(relative)` ends up: its path locally, its URL on S3."""
+        return written if self.is_local else self.url_of(f"{relative}/{written.name}")
+
     def check_access(self, for_writing: bool) -> None:
         """Fail early, with the location and the cause, when the catalog cannot be used.
 

@@ -144,7 +144,7 @@ def evaluate(
         skipped=results.skipped,
         settings=settings,
         context={
-            "catalog": catalog.location.url if not catalog.location.is_local else str(Path(catalog_root).resolve()),
+            "catalog": catalog.location.absolute,
             "checkpoint": str(Path(checkpoint).resolve()),
             "splits": ", ".join(splits) if not cases else "cases " + ", ".join(cases),
             "seed": seed,
