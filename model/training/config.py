@@ -39,7 +39,7 @@ RECIPES: dict[str, dict[str, Any]] = {
         "iterations_per_batch": 5,
         "lr": 5e-4,
         "other_lr_scale": 1.0,
-        "schedule": "warmup_constant",
+        "schedule": "warmup_constant_decay",
         "warmup_steps": 50,
         "loss_resolution": "lowres",
         "new_click_only_fraction": 0.5,
@@ -99,11 +99,14 @@ class TrainConfig(BaseModel):
         description="prompt encoder and mask decoder lr = lr x this (paper: 0.1)",
     )
     weight_decay: float = Field(0.1, ge=0, description="AdamW (paper)")
-    schedule: Literal["cyclic_step", "warmup_constant"] = Field(
+    schedule: Literal["cyclic_step", "warmup_constant", "warmup_constant_decay"] = Field(
         RECIPES[DEFAULT_RECIPE]["schedule"],
         description="cyclic_step: the paper's lr / 10 at 60/80/95% of each cycle; warmup_constant: linear warm-up, "
-        "then constant",
+        "then constant; warmup_constant_decay: the same, then linear to 0 over the last decay_fraction of max_steps",
     )
+    # Only for warmup_constant_decay. The decay ends at max_steps: a run stopped earlier by max_minutes never
+    # decays, so give max_steps what the time budget can reach.
+    decay_fraction: float = Field(0.3, gt=0, le=1, description="share of max_steps over which the lr decays to 0")
     warmup_steps: int = Field(RECIPES[DEFAULT_RECIPE]["warmup_steps"], ge=0, description="linear lr warm-up")
     # Paper: 4 cycles of 200 epochs. None = max_steps / 4, i.e. 4 cycles over the run.
     cycle_steps: int | None = Field(None, ge=1)

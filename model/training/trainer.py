@@ -48,7 +48,11 @@ from model.training.distributed import (
 )
 from model.training.patch_dataset import IMAGE_DTYPES, PatchDataset, unpack_labels
 from model.training.patch_loader import PatchBatchLoader
-from model.training.schedule import cyclic_step_scheduler, warmup_constant_scheduler
+from model.training.schedule import (
+    cyclic_step_scheduler,
+    warmup_constant_decay_scheduler,
+    warmup_constant_scheduler,
+)
 from model.training.state import list_checkpoints, load_training_state, restore_rng_states, save_training_state
 
 
@@ -69,6 +73,8 @@ def make_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig) -> tor
     """The configuration's learning-rate schedule (model.training.schedule)."""
     if config.schedule == "cyclic_step":
         return cyclic_step_scheduler(optimizer, config.resolved_cycle_steps)
+    if config.schedule == "warmup_constant_decay":
+        return warmup_constant_decay_scheduler(optimizer, config.warmup_steps, config.max_steps, config.decay_fraction)
     return warmup_constant_scheduler(optimizer, config.warmup_steps)
 
 

@@ -56,7 +56,7 @@ def test_config_refuses_unknown_fields_and_models(tmp_path):
 def test_recipes_set_defaults_and_explicit_settings_win(tmp_path):
     default = TrainConfig(catalog="c", out="o")
     assert default.recipe == "promptable" and default.click_map and default.loss_resolution == "lowres"
-    assert (default.other_lr_scale, default.schedule) == (1.0, "warmup_constant")
+    assert (default.other_lr_scale, default.schedule, default.decay_fraction) == (1.0, "warmup_constant_decay", 0.3)
     paper = TrainConfig(catalog="c", out="o", recipe="paper")
     assert (paper.click_map, paper.iterations_per_batch, paper.lr, paper.other_lr_scale) == (False, 11, 8e-4, 0.1)
     assert (paper.schedule, paper.loss_resolution) == ("cyclic_step", "patch")

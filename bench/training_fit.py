@@ -1,0 +1,94 @@
+"""How well a checkpoint fits the masks it TRAINED on: Dice after 1..N clicks on training crops.
+
+A diagnostic for "is the model under-trained or over-fitted?", not an evaluation: it never touches held-out
+cases. It draws a seeded set of catalog masks (the same selection filters as ``sammed3d train``: give the run's
+``--exclude-case``s so the held-out cases stay out), cuts each one's 128³ patch as the trainer does (jittered,
+no flips), and clicks as the paper's protocol does (first a random target voxel, then a random voxel of the
+error region; the network gets only the newest click plus its previous low-resolution logits). With
+``--baseline`` the region-growing baseline gets the same clicks on the same patches. Prints the mean Dice per
+click count.
+
+    .venv/bin/python bench/training_fit.py --catalog out/raw-catalog --checkpoint run/checkpoints/step_0005103.pt \\
+        --exclude-case Dataset003_TotalSegMR/ts_mr --masks 40 --clicks 5 --baseline
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from model.clicks import paper_click  # noqa: E402
+from model.evaluation.baseline import RegionGrowingBaseline  # noqa: E402
+from model.evaluation.metrics import dice  # noqa: E402
+from model.network.checkpoint import load_model_weights  # noqa: E402
+from model.predictor import Predictor  # noqa: E402
+from model.targets import select_masks  # noqa: E402
+from model.training.patch_dataset import PatchDataset  # noqa: E402
+
+
+def click_curves(predictor: Predictor, image: torch.Tensor, target: np.ndarray, clicks: int, seed: int,
+                 baseline: bool) -> tuple[list[float], list[float]]:
+    """Dice after each click for the network and (when asked) the baseline, on one patch."""
+    predictor.set_image(image[None])
+    rng = np.random.default_rng(seed)
+    prediction, lowres, network = None, None, []
+    for _ in range(clicks):
+        point, label = paper_click(prediction, target, rng)
+        logits, _, lowres = predictor.predict(point[None], [label], mask_input=None if lowres is None else lowres[0])
+        prediction = (logits[0, 0] > 0).numpy()
+        network.append(dice(prediction, target))
+    grown = []
+    if baseline:
+        rng = np.random.default_rng(seed)
+        grower = RegionGrowingBaseline()
+        grower.start(image[0].numpy())
+        points, labels, prediction = [], [], None
+        for _ in range(clicks):
+            point, label = paper_click(prediction, target, rng)
+            points.append(point)
+            labels.append(label)
+            prediction = grower.step(np.array(points), np.array(labels)).astype(bool)
+            grown.append(dice(prediction, target))
+    return network, grown
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--catalog", required=True)
+    parser.add_argument("--checkpoint", required=True)
+    parser.add_argument("--exclude-case", action="append", default=[], help="dataset/case_id held out from training")
+    parser.add_argument("--masks", type=int, default=40)
+    parser.add_argument("--clicks", type=int, default=5)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--baseline", action="store_true", help="the region-growing baseline on the same clicks")
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+
+    masks = select_masks(args.catalog, splits=None, exclude_cases=args.exclude_case or None)
+    chosen = np.random.default_rng(args.seed).choice(len(masks), min(args.masks, len(masks)), replace=False)
+    patches = PatchDataset(args.catalog, masks, jitter=True, flips=False, seed=args.seed + 123)
+    predictor = Predictor(load_model_weights(args.checkpoint).eval())
+    network, grown = [], []
+    for index in chosen:
+        sample = patches[int(index)]
+        target = sample["label"][0].numpy().astype(bool)
+        net, base = click_curves(predictor, sample["image"].float(), target, args.clicks, args.seed + int(index),
+                                 args.baseline)
+        network.append(net)
+        grown.append(base)
+    print(f"{len(chosen)} training masks of {len(masks)}, {Path(args.checkpoint).name}")
+    print("clicks   " + " ".join(f"{k + 1:6d}" for k in range(args.clicks)))
+    print("network  " + " ".join(f"{v:6.3f}" for v in np.mean(network, axis=0)))
+    if args.baseline:
+        print("baseline " + " ".join(f"{v:6.3f}" for v in np.mean(grown, axis=0)))
+
+
+if __name__ == "__main__":
+    main()
