@@ -142,8 +142,12 @@ def test_batches_split_a_global_batch_across_processes():
 
 
 def test_resumed_training_gives_identical_weights(phantom_catalog, tmp_path):
+    # The default schedule decays towards max_steps, so the interrupted run keeps max_steps and is cut short by
+    # its time budget instead (after its first step); the resumed run lifts the budget.
     straight = train(_config(phantom_catalog, tmp_path / "straight", max_steps=4))
-    train(_config(phantom_catalog, tmp_path / "resumed", max_steps=2))
+    assert _config(phantom_catalog, tmp_path / "straight").schedule == "warmup_constant_decay"
+    cut = train(_config(phantom_catalog, tmp_path / "resumed", max_steps=4, max_minutes=1e-4))
+    assert cut["step"] == 1
     resumed = train(_config(phantom_catalog, tmp_path / "resumed", max_steps=4, resume=True))
     assert straight["step"] == resumed["step"] == 4
     a = load_training_state(straight["checkpoint"])
@@ -157,6 +161,8 @@ def test_resumed_training_gives_identical_weights(phantom_catalog, tmp_path):
     assert straight["loss"] == resumed["loss"]
     steps = [json.loads(line)["step"] for line in (tmp_path / "resumed" / "metrics.jsonl").read_text().splitlines()]
     assert steps == [1, 2, 3, 4]
+    lrs = [json.loads(line)["lr_encoder"] for line in (tmp_path / "resumed" / "metrics.jsonl").read_text().splitlines()]
+    assert lrs[-1] == 0.0 and min(lrs[:-1]) > 0  # still warming up (50 steps), then decayed to 0 at max_steps
 
 
 def test_resume_refuses_a_changed_configuration_and_fresh_runs_refuse_old_checkpoints(phantom_catalog, tmp_path):
