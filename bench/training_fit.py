@@ -63,6 +63,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--catalog", required=True)
     parser.add_argument("--checkpoint", required=True)
     parser.add_argument("--exclude-case", action="append", default=[], help="dataset/case_id held out from training")
+    parser.add_argument("--dataset", action="append", default=[], help="only masks of this dataset (repeatable)")
     parser.add_argument("--masks", type=int, default=40)
     parser.add_argument("--clicks", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
@@ -71,7 +72,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
 
-    masks = select_masks(args.catalog, splits=None, exclude_cases=args.exclude_case or None)
+    masks = select_masks(args.catalog, splits=None, datasets=args.dataset or None, exclude_cases=args.exclude_case or None)
     chosen = np.random.default_rng(args.seed).choice(len(masks), min(args.masks, len(masks)), replace=False)
     patches = PatchDataset(args.catalog, masks, jitter=True, flips=False, seed=args.seed + 123)
     predictor = Predictor(load_model_weights(args.checkpoint).eval())
