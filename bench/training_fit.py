@@ -26,36 +26,27 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from model.clicks import paper_click  # noqa: E402
 from model.evaluation.baseline import RegionGrowingBaseline  # noqa: E402
 from model.evaluation.metrics import dice  # noqa: E402
+from model.evaluation.protocol import NetworkMethod  # noqa: E402
 from model.network.checkpoint import load_model_weights  # noqa: E402
 from model.predictor import Predictor  # noqa: E402
 from model.targets import select_masks  # noqa: E402
 from model.training.patch_dataset import PatchDataset  # noqa: E402
 
 
-def click_curves(predictor: Predictor, image: torch.Tensor, target: np.ndarray, clicks: int, seed: int,
-                 baseline: bool) -> tuple[list[float], list[float]]:
-    """Dice after each click for the network and (when asked) the baseline, on one patch."""
-    predictor.set_image(image[None])
+def click_curve(method, patch: np.ndarray, target: np.ndarray, clicks: int, seed: int) -> list[float]:
+    """Dice after each paper-protocol click of `method` (the evaluation's ``start`` / ``step`` interface:
+    :class:`NetworkMethod` or :class:`RegionGrowingBaseline`) on one patch; the same seed gives the same
+    first click to every method."""
+    method.start(patch)
     rng = np.random.default_rng(seed)
-    prediction, lowres, network = None, None, []
+    prediction, points, labels, scores = None, [], [], []
     for _ in range(clicks):
         point, label = paper_click(prediction, target, rng)
-        logits, _, lowres = predictor.predict(point[None], [label], mask_input=None if lowres is None else lowres[0])
-        prediction = (logits[0, 0] > 0).numpy()
-        network.append(dice(prediction, target))
-    grown = []
-    if baseline:
-        rng = np.random.default_rng(seed)
-        grower = RegionGrowingBaseline()
-        grower.start(image[0].numpy())
-        points, labels, prediction = [], [], None
-        for _ in range(clicks):
-            point, label = paper_click(prediction, target, rng)
-            points.append(point)
-            labels.append(label)
-            prediction = grower.step(np.array(points), np.array(labels)).astype(bool)
-            grown.append(dice(prediction, target))
-    return network, grown
+        points.append(point)
+        labels.append(label)
+        prediction = method.step(np.asarray(points, dtype=np.float32), np.asarray(labels, dtype=np.int64)) >= 0.5
+        scores.append(dice(prediction, target))
+    return scores
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -75,20 +66,20 @@ def main(argv: list[str] | None = None) -> None:
     masks = select_masks(args.catalog, splits=None, datasets=args.dataset or None, exclude_cases=args.exclude_case or None)
     chosen = np.random.default_rng(args.seed).choice(len(masks), min(args.masks, len(masks)), replace=False)
     patches = PatchDataset(args.catalog, masks, jitter=True, flips=False, seed=args.seed + 123)
-    predictor = Predictor(load_model_weights(args.checkpoint).eval())
-    network, grown = [], []
+    network = NetworkMethod(Predictor(load_model_weights(args.checkpoint).eval()), clicks_fed="new")
+    curves = {"network": [], "baseline": []}
     for index in chosen:
         sample = patches[int(index)]
-        target = sample["label"][0].numpy().astype(bool)
-        net, base = click_curves(predictor, sample["image"].float(), target, args.clicks, args.seed + int(index),
-                                 args.baseline)
-        network.append(net)
-        grown.append(base)
+        patch, target = sample["image"][0].float().numpy(), sample["label"][0].numpy().astype(bool)
+        seed = args.seed + int(index)
+        curves["network"].append(click_curve(network, patch, target, args.clicks, seed))
+        if args.baseline:
+            curves["baseline"].append(click_curve(RegionGrowingBaseline(), patch, target, args.clicks, seed))
     print(f"{len(chosen)} training masks of {len(masks)}, {Path(args.checkpoint).name}")
     print("clicks   " + " ".join(f"{k + 1:6d}" for k in range(args.clicks)))
-    print("network  " + " ".join(f"{v:6.3f}" for v in np.mean(network, axis=0)))
-    if args.baseline:
-        print("baseline " + " ".join(f"{v:6.3f}" for v in np.mean(grown, axis=0)))
+    for name, rows in curves.items():
+        if rows:
+            print(f"{name:9s}" + " ".join(f"{v:6.3f}" for v in np.mean(rows, axis=0)))
 
 
 if __name__ == "__main__":

@@ -75,11 +75,9 @@ def warmup_constant_decay_factor(warmup_steps: int, total_steps: int, decay_frac
         raise ValueError(f"total_steps must be at least 1, got {total_steps}")
     warmup = WarmupConstantFactor(warmup_steps)
     decay_steps = max(1, round(decay_fraction * total_steps))
-    decay_start = total_steps - decay_steps
 
     def factor(step: int) -> float:
-        remaining = min(1.0, max(0.0, (total_steps - step) / decay_steps)) if step >= decay_start else 1.0
-        return warmup(step) * remaining
+        return warmup(step) * min(1.0, max(0.0, (total_steps - step) / decay_steps))
 
     return factor
 

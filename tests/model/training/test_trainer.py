@@ -159,9 +159,9 @@ def test_resumed_training_gives_identical_weights(phantom_catalog, tmp_path):
         assert torch.equal(state["exp_avg"], b["extra"]["optimizer"]["state"][key]["exp_avg"])
     assert a["extra"]["scheduler"]["last_epoch"] == b["extra"]["scheduler"]["last_epoch"] == 4
     assert straight["loss"] == resumed["loss"]
-    steps = [json.loads(line)["step"] for line in (tmp_path / "resumed" / "metrics.jsonl").read_text().splitlines()]
-    assert steps == [1, 2, 3, 4]
-    lrs = [json.loads(line)["lr_encoder"] for line in (tmp_path / "resumed" / "metrics.jsonl").read_text().splitlines()]
+    logged = [json.loads(line) for line in (tmp_path / "resumed" / "metrics.jsonl").read_text().splitlines()]
+    assert [entry["step"] for entry in logged] == [1, 2, 3, 4]
+    lrs = [entry["lr_encoder"] for entry in logged]
     assert lrs[-1] == 0.0 and min(lrs[:-1]) > 0  # still warming up (50 steps), then decayed to 0 at max_steps
 
 
