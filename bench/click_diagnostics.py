@@ -128,7 +128,7 @@ def main() -> None:
     config = TrainConfig(catalog="-", out="-", recipe=args.recipe, batch_size=args.batch_size, seed=args.seed,
                          max_steps=args.steps, **overrides)
     torch.manual_seed(config.seed)
-    model = build_model(config.model, click_map=config.click_map)
+    model = build_model(config.model, click_map=config.click_map, fine_path=config.fine_path)
     loop = ClickLoop(model, config.iterations_per_batch, config.loss_resolution)
     optimizer = make_optimizer(model, config)
     scheduler = make_scheduler(optimizer, config)

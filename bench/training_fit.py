@@ -6,7 +6,10 @@ cases. It draws a seeded set of catalog masks (the same selection filters as ``s
 no flips), and clicks as the paper's protocol does (first a random target voxel, then a random voxel of the
 error region; the network gets only the newest click plus its previous low-resolution logits). With
 ``--baseline`` the region-growing baseline gets the same clicks on the same patches. Prints the mean Dice per
-click count.
+click count. ``--oracle-prompt`` also measures how much of its mask prompt the network keeps: one decode given
+the TARGET itself as the mask prompt (averaged to the 32³ logit grid, as logits of +-8), with the first click
+and with no click, against the Dice of that prompt upsampled as the network's own logits are (what copying
+it would score).
 
     .venv/bin/python bench/training_fit.py --catalog out/raw-catalog --checkpoint run/checkpoints/step_0005103.pt \\
         --exclude-case Dataset003_TotalSegMR/ts_mr --masks 40 --clicks 5 --baseline
@@ -20,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -49,6 +53,23 @@ def click_curve(method, patch: np.ndarray, target: np.ndarray, clicks: int, seed
     return scores
 
 
+def oracle_prompt_scores(predictor: Predictor, patch: np.ndarray, target: np.ndarray, seed: int) -> list[float]:
+    """[with the first click, with no click, the prompt itself]: Dice of one decode whose mask prompt is the target
+    averaged to the low-resolution grid (as logits of +-8)."""
+    predictor.set_image(torch.from_numpy(patch))
+    truth = torch.from_numpy(target.astype(np.float32))[None, None]
+    edge = predictor.model.image_size // 4  # the low-resolution logit grid, as the trainer's lowres target
+    prompt = (F.interpolate(truth, size=(edge,) * 3, mode="area") * 2 - 1) * 8
+    point, label = paper_click(None, target, np.random.default_rng(seed))
+    scores = []
+    with torch.no_grad():
+        for points, labels in ((np.asarray([point], np.float32), np.asarray([label])), (None, None)):
+            logits, _, _ = predictor.predict(points, labels, mask_input=prompt)
+            scores.append(dice(logits[0, 0].numpy() > 0, target))
+        scores.append(dice(predictor.model.upsample(prompt)[0, 0].numpy() > 0, target))
+    return scores
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--catalog", required=True)
@@ -59,6 +80,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--clicks", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--baseline", action="store_true", help="the region-growing baseline on the same clicks")
+    parser.add_argument("--oracle-prompt", action="store_true", help="one decode given the target as mask prompt")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -66,8 +88,10 @@ def main(argv: list[str] | None = None) -> None:
     masks = select_masks(args.catalog, splits=None, datasets=args.dataset or None, exclude_cases=args.exclude_case or None)
     chosen = np.random.default_rng(args.seed).choice(len(masks), min(args.masks, len(masks)), replace=False)
     patches = PatchDataset(args.catalog, masks, jitter=True, flips=False, seed=args.seed + 123)
-    network = NetworkMethod(Predictor(load_model_weights(args.checkpoint).eval()), clicks_fed="new")
+    predictor = Predictor(load_model_weights(args.checkpoint).eval())
+    network = NetworkMethod(predictor, clicks_fed="new")
     curves = {"network": [], "baseline": []}
+    oracle = []
     for index in chosen:
         sample = patches[int(index)]
         patch, target = sample["image"][0].float().numpy(), sample["label"][0].numpy().astype(bool)
@@ -75,11 +99,17 @@ def main(argv: list[str] | None = None) -> None:
         curves["network"].append(click_curve(network, patch, target, args.clicks, seed))
         if args.baseline:
             curves["baseline"].append(click_curve(RegionGrowingBaseline(), patch, target, args.clicks, seed))
+        if args.oracle_prompt:
+            oracle.append(oracle_prompt_scores(predictor, patch, target, seed))
     print(f"{len(chosen)} training masks of {len(masks)}, {Path(args.checkpoint).name}")
     print("clicks   " + " ".join(f"{k + 1:6d}" for k in range(args.clicks)))
     for name, rows in curves.items():
         if rows:
             print(f"{name:9s}" + " ".join(f"{v:6.3f}" for v in np.mean(rows, axis=0)))
+    if oracle:
+        with_click, alone, itself = np.mean(oracle, axis=0)
+        print(f"target as mask prompt: {with_click:.3f} with the first click, {alone:.3f} with no click "
+              f"(the prompt itself: {itself:.3f})")
 
 
 if __name__ == "__main__":

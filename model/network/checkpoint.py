@@ -24,8 +24,8 @@ def save_checkpoint(path: str | os.PathLike, model: Sam3D, extra: Mapping[str, A
 
     Args:
         path (str | PathLike): destination file.
-        model (Sam3D): model to save; its registry name, attention mode, click map and convention
-            are recorded.
+        model (Sam3D): model to save; its registry name, attention mode, click map, convention and
+            fine path are recorded.
         extra (Mapping | None): additional entries (tensors, numbers, strings, lists, dicts
             only, so the file stays loadable with ``weights_only=True``).
     """
@@ -36,6 +36,7 @@ def save_checkpoint(path: str | os.PathLike, model: Sam3D, extra: Mapping[str, A
             "attention_mode": model.attention_mode,
             "click_map": model.click_map,
             "convention": model.convention,
+            "fine_path": model.fine_path,
             "model_state_dict": model.state_dict(),
             "extra": dict(extra or {}),
         },
@@ -47,8 +48,9 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     """Load the raw payload of our checkpoint on CPU with ``weights_only=True``.
 
     Returns:
-        dict with keys format, model_name, attention_mode, click_map, convention, model_state_dict, extra
-        (click_map and convention absent in files written before they existed).
+        dict with keys format, model_name, attention_mode, click_map, convention, fine_path,
+        model_state_dict, extra (click_map, convention and fine_path absent in files written before they
+        existed).
     """
     payload = torch.load(path, map_location="cpu", weights_only=True)
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
@@ -56,17 +58,24 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     return payload
 
 
-def checkpoint_layout(payload: Mapping[str, Any]) -> tuple[str, str, bool, str]:
-    """(model name, attention mode, click map, convention) recorded in our checkpoint payload.
+def checkpoint_layout(payload: Mapping[str, Any]) -> tuple[str, str, bool, str, bool]:
+    """(model name, attention mode, click map, convention, fine path) recorded in our checkpoint payload.
 
-    Files written before the click map or the convention existed have none and the native convention.
+    Files written before the click map, the convention or the fine path existed have no click map, the
+    native convention and no fine path.
     """
     return (
         payload["model_name"],
         payload["attention_mode"],
         bool(payload.get("click_map", False)),
         str(payload.get("convention", "native")),
+        bool(payload.get("fine_path", False)),
     )
+
+
+def model_layout(model: Sam3D) -> tuple[str, str, bool, str, bool]:
+    """The model's (name, attention mode, click map, convention, fine path), as :func:`checkpoint_layout`."""
+    return (model.name, model.attention_mode, model.click_map, model.convention, model.fine_path)
 
 
 def load_model_weights(path: str | os.PathLike, model: Sam3D | None = None) -> Sam3D:
@@ -87,11 +96,10 @@ def model_from_payload(payload: Mapping[str, Any], model: Sam3D | None = None) -
     layout = checkpoint_layout(payload)
     if model is None:
         model = build_model(*layout)
-    elif (model.name, model.attention_mode, model.click_map, model.convention) != layout:
+    elif model_layout(model) != layout:
         raise ValueError(
-            "checkpoint holds {}/{}/click_map={}/convention={}, model is {}/{}/click_map={}/convention={}".format(
-                *layout, model.name, model.attention_mode, model.click_map, model.convention
-            )
+            "checkpoint holds {}/{}/click_map={}/convention={}/fine_path={}, "
+            "model is {}/{}/click_map={}/convention={}/fine_path={}".format(*layout, *model_layout(model))
         )
     model.load_state_dict(payload["model_state_dict"], strict=True)
     return model

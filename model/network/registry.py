@@ -28,6 +28,7 @@ def build_sam3d(
     attention_mode: str = "native",
     click_map: bool = False,
     convention: str = "native",
+    fine_path: bool = False,
 ) -> Sam3D:
     """Assemble a Sam3D from widths and depths.
 
@@ -50,6 +51,8 @@ def build_sam3d(
             (``model.network.prompt_encoder.ClickMap``; not in the published model).
         convention (str): "native" (consistent axes everywhere) or "published" (the published code's
             relative-position broadcasting and dense-grid axis swap; needs attention_mode "reference").
+        fine_path (bool): the decoder also reads the image and the mask prompt at mask resolution
+            (``model.network.mask_decoder.FinePath``; not in the published model).
 
     Returns:
         Sam3D taking (B, 1, S, S, S) and returning logits (B, M, 4G, 4G, 4G).
@@ -80,11 +83,14 @@ def build_sam3d(
         num_heads=decoder_num_heads,
         mlp_dim=decoder_mlp_dim,
         iou_head_hidden_dim=iou_head_hidden_dim,
+        fine_path=fine_path,
     )
     return Sam3D(encoder, prompt_encoder, decoder, name=name)
 
 
-def build_vit_b_ori(attention_mode: str = "native", click_map: bool = False, convention: str = "native") -> Sam3D:
+def build_vit_b_ori(
+    attention_mode: str = "native", click_map: bool = False, convention: str = "native", fine_path: bool = False
+) -> Sam3D:
     """Published SAM-Med3D ``vit_b_ori`` layout (ViT-B encoder, 384-wide decoder), 128^3 input."""
     return build_sam3d(
         name="vit_b_ori",
@@ -100,10 +106,13 @@ def build_vit_b_ori(attention_mode: str = "native", click_map: bool = False, con
         attention_mode=attention_mode,
         click_map=click_map,
         convention=convention,
+        fine_path=fine_path,
     )
 
 
-def build_vit_tiny(attention_mode: str = "native", click_map: bool = False, convention: str = "native") -> Sam3D:
+def build_vit_tiny(
+    attention_mode: str = "native", click_map: bool = False, convention: str = "native", fine_path: bool = False
+) -> Sam3D:
     """Small configuration for CPU training and tests; same structure, narrower and shallower."""
     return build_sam3d(
         name="vit_tiny",
@@ -118,6 +127,7 @@ def build_vit_tiny(attention_mode: str = "native", click_map: bool = False, conv
         attention_mode=attention_mode,
         click_map=click_map,
         convention=convention,
+        fine_path=fine_path,
     )
 
 
@@ -128,7 +138,11 @@ MODEL_REGISTRY: dict[str, Callable[..., Sam3D]] = {
 
 
 def build_model(
-    name: str, attention_mode: str = "native", click_map: bool = False, convention: str = "native"
+    name: str,
+    attention_mode: str = "native",
+    click_map: bool = False,
+    convention: str = "native",
+    fine_path: bool = False,
 ) -> Sam3D:
     """Build a registered configuration.
 
@@ -138,10 +152,13 @@ def build_model(
             (published windowing, needed to load the published checkpoint).
         click_map (bool): dense click encoding in the prompt encoder (see :func:`build_sam3d`).
         convention (str): "native" or "published" (see :func:`build_sam3d`).
+        fine_path (bool): image and mask prompt at mask resolution in the decoder (see :func:`build_sam3d`).
 
     Returns:
         Sam3D with freshly initialised weights.
     """
     if name not in MODEL_REGISTRY:
         raise KeyError(f"unknown model {name!r}; known: {sorted(MODEL_REGISTRY)}")
-    return MODEL_REGISTRY[name](attention_mode=attention_mode, click_map=click_map, convention=convention)
+    return MODEL_REGISTRY[name](
+        attention_mode=attention_mode, click_map=click_map, convention=convention, fine_path=fine_path
+    )

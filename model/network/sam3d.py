@@ -60,6 +60,12 @@ class Sam3D(nn.Module):
         return self.prompt_encoder.click_map is not None
 
     @property
+    def fine_path(self) -> bool:
+        """Whether the decoder reads the image and mask prompt at mask resolution too
+        (:class:`model.network.mask_decoder.FinePath`; not in the published model)."""
+        return self.mask_decoder.fine is not None
+
+    @property
     def convention(self) -> str:
         """"native" (consistent axes) or "published" (the published code's quirks and input convention).
 
@@ -81,9 +87,14 @@ class Sam3D(nn.Module):
             image (Tensor): (B, 1, S, S, S) float, axes (batch, channel, z, y, x).
 
         Returns:
-            Tensor (B, C, G, G, G).
+            Tensor (B, C, G, G, G); with the fine path (B, C + F x 64, G, G, G): the tokens, then the fine
+            image features (B, F, 4G, 4G, 4G) packed space-to-depth onto the token grid.
         """
-        return self.image_encoder(image)
+        tokens = self.image_encoder(image)
+        fine = self.mask_decoder.fine
+        if fine is None:
+            return tokens
+        return torch.cat([tokens, fine.pack(fine.image_features(image), tokens.shape[2])], dim=1)
 
     def decode(
         self,
@@ -97,7 +108,7 @@ class Sam3D(nn.Module):
         """Predict masks from a precomputed image embedding.
 
         Args:
-            embeddings (Tensor): (B, C, G, G, G) from :meth:`encode`.
+            embeddings (Tensor): from :meth:`encode`.
             points (Tensor | None): (B, N, 3) float (z, y, x) voxel indices of the input cube.
             labels (Tensor | None): (B, N) int; 1 positive, 0 negative, -1 padding.
             boxes (Tensor | None): (B, 2, 3) float, low and high (z, y, x) corners.
@@ -109,7 +120,9 @@ class Sam3D(nn.Module):
             iou (Tensor): (B, M) predicted IoU.
         """
         sparse, dense = self.prompt_encoder(points, labels, boxes, mask_prompt, embeddings.shape[0])
-        return self.mask_decoder(embeddings, self.prompt_encoder.get_dense_pe(), sparse, dense, multimask)
+        return self.mask_decoder(
+            embeddings, self.prompt_encoder.get_dense_pe(), sparse, dense, multimask, mask_prompt=mask_prompt
+        )
 
     def forward(
         self,

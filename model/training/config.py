@@ -26,6 +26,7 @@ RESUMABLE_CHANGES = frozenset(
 RECIPES: dict[str, dict[str, Any]] = {
     "paper": {
         "click_map": False,
+        "fine_path": False,
         "iterations_per_batch": 11,
         "lr": 8e-4,
         "other_lr_scale": 0.1,
@@ -36,6 +37,7 @@ RECIPES: dict[str, dict[str, Any]] = {
     },
     "promptable": {
         "click_map": True,
+        "fine_path": False,
         "iterations_per_batch": 5,
         "lr": 5e-4,
         "other_lr_scale": 1.0,
@@ -67,8 +69,11 @@ class TrainConfig(BaseModel):
     recipe: Literal["paper", "promptable"] = DEFAULT_RECIPE
     # Not in the paper: clicks also encoded densely on the token grid (model.network.prompt_encoder.ClickMap).
     click_map: bool = RECIPES[DEFAULT_RECIPE]["click_map"]
+    # Not in the paper: the decoder also reads the image and the mask prompt at mask resolution
+    # (model.network.mask_decoder.FinePath).
+    fine_path: bool = RECIPES[DEFAULT_RECIPE]["fine_path"]
     # Fine-tuning: start from these weights (our checkpoint, or a published SAM-Med3D vit_b_ori .pth). The
-    # file's architecture wins over `model` and `click_map`, and its convention is kept: published weights
+    # file's architecture wins over `model`, `click_map` and `fine_path`, and its convention is kept: published weights
     # train on published-convention crops (model.input_convention).
     init: str | None = Field(None, description="weights to start from (ours or a published SAM-Med3D file)")
 

@@ -104,13 +104,13 @@ def _initial_model(config: TrainConfig, state: dict[str, Any] | None, is_main: b
     if state is not None:
         return build_model(*checkpoint_layout(state))
     if config.init is None:
-        return build_model(config.model, click_map=config.click_map)
+        return build_model(config.model, click_map=config.click_map, fine_path=config.fine_path)
     model = load_network(config.init)
-    if is_main and (model.name, model.click_map) != (config.model, config.click_map):
+    if is_main and (model.name, model.click_map, model.fine_path) != (config.model, config.click_map, config.fine_path):
         print(
             f"--init {config.init}: training its architecture ({model.name}, click_map={model.click_map}, "
-            f"convention {model.convention}); the configuration's model {config.model} / "
-            f"click_map={config.click_map} do not apply"
+            f"convention {model.convention}, fine_path={model.fine_path}); the configuration's model "
+            f"{config.model} / fine_path={config.fine_path} / click_map={config.click_map} do not apply"
         )
     return model
 

@@ -119,7 +119,7 @@ def test_two_process_training_matches_one_process_with_the_joined_batch(phantom_
     assert ddp["extra"]["step"] == single["extra"]["step"] == 2
     config = _config(phantom_catalog, tmp_path, 1)
     torch.manual_seed(0)
-    initial = build_model("vit_tiny", click_map=config.click_map).state_dict()
+    initial = build_model("vit_tiny", click_map=config.click_map, fine_path=config.fine_path).state_dict()
     lr = config.lr
     difference, update = 0.0, 0.0
     for name, value in single["model_state_dict"].items():

@@ -70,7 +70,7 @@ def test_init_from_our_published_convention_checkpoint_keeps_it(phantom_catalog,
     run = _finetune_resume_evaluate_segment(phantom_catalog, init, tmp_path, capsys)
     payload = read_checkpoint(run["checkpoint"])
     assert (payload["model_name"], payload["convention"], payload["click_map"]) == ("vit_tiny", "published", False)
-    assert "training its architecture (vit_tiny, click_map=False, convention published)" in run["log"]
+    assert "training its architecture (vit_tiny, click_map=False, convention published, fine_path=False)" in run["log"]
     trained = load_model_weights(run["checkpoint"])
     moved = [n for n, v in trained.state_dict().items() if not torch.equal(v, start.state_dict()[n])]
     assert moved, "two training steps changed no weight"

@@ -13,6 +13,7 @@ import torch
 
 from model.clicks import challenge_click
 from model.network.checkpoint import load_model_weights
+from model.network.registry import build_model
 from model.targets import select_masks
 from model.training.batching import click_seeds, epoch_batches
 from model.training.config import TrainConfig
@@ -163,6 +164,19 @@ def test_resumed_training_gives_identical_weights(phantom_catalog, tmp_path):
     assert [entry["step"] for entry in logged] == [1, 2, 3, 4]
     lrs = [entry["lr_encoder"] for entry in logged]
     assert lrs[-1] == 0.0 and min(lrs[:-1]) > 0  # still warming up (50 steps), then decayed to 0 at max_steps
+
+
+def test_a_fine_path_network_trains_checkpoints_and_resumes_only_as_one(phantom_catalog, tmp_path):
+    result = train(_config(phantom_catalog, tmp_path / "fine", max_steps=2, fine_path=True))
+    network = load_model_weights(result["checkpoint"])
+    assert network.fine_path and network.click_map
+    torch.manual_seed(0)  # the run's seed: the network it started from
+    start = build_model("vit_tiny", click_map=True, fine_path=True)
+    for name in ("image_stem.weight", "image_mix.weight", "mask_mix.weight"):
+        trained = network.mask_decoder.fine.get_parameter(name)
+        assert not torch.equal(trained, start.mask_decoder.fine.get_parameter(name)), f"{name} got no update"
+    with pytest.raises(ValueError, match="fine_path"):
+        train(_config(phantom_catalog, tmp_path / "fine", max_steps=3, resume=True))
 
 
 def test_resume_refuses_a_changed_configuration_and_fresh_runs_refuse_old_checkpoints(phantom_catalog, tmp_path):
