@@ -20,7 +20,6 @@ def run_demo(out: Path, *, train_steps: int = 600, train_minutes: float = 5.0, e
     from model.evaluation.evaluate import evaluate
     from model.evaluation.protocol import EvaluationSettings
     from model.training.config import TrainConfig
-    from model.training.trainer import train
     from pipeline.phantoms import write_phantom_datasets
     from pipeline.phantoms.identical_objects import write_identical_objects_dataset
 
@@ -37,8 +36,8 @@ def run_demo(out: Path, *, train_steps: int = 600, train_minutes: float = 5.0, e
 
     config = TrainConfig(catalog=str(catalog), out=str(run), model="vit_tiny", datasets=[spheres.name],
                          max_steps=train_steps, max_minutes=train_minutes, checkpoint_every=train_steps,
-                         num_workers=1, resume=run.exists())
-    trained = train(config)
+                         num_workers=1)
+    trained = train_or_continue(config)
     print(f"trained vit_tiny ({config.recipe} recipe) on {spheres.name} to step {trained['step']} "
           f"(loss {trained['loss']:.3f}); checkpoint {trained['checkpoint']}")
     masks = Catalog(catalog).masks()
@@ -52,3 +51,21 @@ def run_demo(out: Path, *, train_steps: int = 600, train_minutes: float = 5.0, e
     print(f"\nevaluation report (network vs region-growing baseline, test cases {', '.join(cases)}): "
           f"{report.resolve()}")
     return 0
+
+
+def train_or_continue(config) -> dict:
+    """Train ``config`` (a TrainConfig), continuing the run already in its ``out`` folder when that run has the
+    same settings. A run made with other settings (an earlier version's defaults, say) is moved aside to
+    ``<out>.previous-N`` (never deleted) and a fresh run starts."""
+    from model.training.trainer import resume_refusal, train
+
+    out = Path(config.out)
+    if out.exists():
+        refusal = resume_refusal(config.model_copy(update={"resume": True}))
+        if refusal is None:
+            return train(config.model_copy(update={"resume": True}))
+        aside = next(out.with_name(f"{out.name}.previous-{n}") for n in range(1, 10_000)
+                     if not out.with_name(f"{out.name}.previous-{n}").exists())
+        out.rename(aside)
+        print(f"the earlier run in {out} cannot continue ({refusal}); moved it to {aside}, training afresh")
+    return train(config)

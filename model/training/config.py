@@ -37,7 +37,7 @@ RECIPES: dict[str, dict[str, Any]] = {
     },
     "promptable": {
         "click_map": True,
-        "fine_path": False,
+        "fine_path": True,
         "iterations_per_batch": 5,
         "lr": 5e-4,
         "other_lr_scale": 1.0,

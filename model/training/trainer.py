@@ -99,6 +99,19 @@ def _check_resumable(saved: dict[str, Any], config: TrainConfig) -> None:
         raise ValueError(f"cannot resume: the configuration differs from the checkpoint's in {changed}")
 
 
+def resume_refusal(config: TrainConfig) -> str | None:
+    """Why ``config`` cannot continue the run in its ``out`` folder, or None if it can (or there is nothing
+    to continue: no checkpoint yet)."""
+    existing = list_checkpoints(Path(config.out))
+    if not existing:
+        return None
+    try:
+        _check_resumable(load_training_state(existing[-1])["extra"]["config"], config)
+    except ValueError as error:
+        return str(error)
+    return None
+
+
 def _initial_model(config: TrainConfig, state: dict[str, Any] | None, is_main: bool) -> Sam3D:
     """The network to train: the resumed checkpoint's architecture, else ``config.init``'s, else the config's."""
     if state is not None:

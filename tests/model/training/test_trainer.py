@@ -57,6 +57,7 @@ def test_config_refuses_unknown_fields_and_models(tmp_path):
 def test_recipes_set_defaults_and_explicit_settings_win(tmp_path):
     default = TrainConfig(catalog="c", out="o")
     assert default.recipe == "promptable" and default.click_map and default.loss_resolution == "lowres"
+    assert default.fine_path and not TrainConfig(catalog="c", out="o", recipe="paper").fine_path
     assert (default.other_lr_scale, default.schedule, default.decay_fraction) == (1.0, "warmup_constant_decay", 0.3)
     paper = TrainConfig(catalog="c", out="o", recipe="paper")
     assert (paper.click_map, paper.iterations_per_batch, paper.lr, paper.other_lr_scale) == (False, 11, 8e-4, 0.1)
@@ -176,7 +177,7 @@ def test_a_fine_path_network_trains_checkpoints_and_resumes_only_as_one(phantom_
         trained = network.mask_decoder.fine.get_parameter(name)
         assert not torch.equal(trained, start.mask_decoder.fine.get_parameter(name)), f"{name} got no update"
     with pytest.raises(ValueError, match="fine_path"):
-        train(_config(phantom_catalog, tmp_path / "fine", max_steps=3, resume=True))
+        train(_config(phantom_catalog, tmp_path / "fine", max_steps=3, resume=True, fine_path=False))
 
 
 def test_resume_refuses_a_changed_configuration_and_fresh_runs_refuse_old_checkpoints(phantom_catalog, tmp_path):
@@ -199,6 +200,11 @@ def test_a_checkpoint_from_before_a_setting_existed_resumes_with_that_settings_d
     _check_resumable(saved, config)
     with pytest.raises(ValueError, match=r"\['patch_image_dtype'\]"):
         _check_resumable(saved, config.model_copy(update={"patch_image_dtype": "float32"}))
+    # A promptable run saved before the fine path existed had none: it resumes only with fine_path false.
+    before_fine = {k: v for k, v in config.model_dump(mode="json").items() if k != "fine_path"}
+    with pytest.raises(ValueError, match=r"\['fine_path'\]"):
+        _check_resumable(before_fine, config)
+    _check_resumable(before_fine, config.model_copy(update={"fine_path": False}))
 
 
 def _centre_click_dice(model, sample) -> float:
