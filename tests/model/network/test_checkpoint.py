@@ -23,24 +23,29 @@ def test_own_checkpoint_round_trip(tiny, tmp_path):
         load_model_weights(path, build_model("vit_tiny", attention_mode="reference"))
 
 
-def test_the_click_map_is_recorded_and_old_checkpoints_load_without_it(tmp_path):
+@pytest.mark.parametrize(
+    "part, weight",
+    [
+        ("click_map", lambda model: model.prompt_encoder.click_map.positive_embed),
+        ("fine_path", lambda model: model.mask_decoder.fine.image_stem.weight),
+    ],
+)
+def test_an_optional_part_is_recorded_and_old_checkpoints_load_without_it(tmp_path, part, weight):
     torch.manual_seed(0)
-    with_map = build_model("vit_tiny", click_map=True)
-    path = tmp_path / "map.pt"
-    save_checkpoint(path, with_map)
+    with_part = build_model("vit_tiny", **{part: True})
+    path = tmp_path / f"{part}.pt"
+    save_checkpoint(path, with_part)
     restored = load_model_weights(path)
-    assert restored.click_map
-    torch.testing.assert_close(
-        restored.prompt_encoder.click_map.positive_embed, with_map.prompt_encoder.click_map.positive_embed
-    )
-    with pytest.raises(ValueError, match="click_map=True"):
+    assert getattr(restored, part) and {p for p in ("click_map", "fine_path") if getattr(restored, p)} == {part}
+    torch.testing.assert_close(weight(restored), weight(with_part), rtol=0, atol=0)
+    with pytest.raises(ValueError, match=f"{part}=True"):
         load_model_weights(path, build_model("vit_tiny"))
     old = tmp_path / "old.pt"
     save_checkpoint(old, build_model("vit_tiny"))
     payload = torch.load(old, weights_only=True)
-    del payload["click_map"]  # written before the setting existed
+    del payload[part]  # written before the setting existed
     torch.save(payload, old)
-    assert not load_model_weights(old).click_map
+    assert not getattr(load_model_weights(old), part)
 
 
 def published_shapes() -> dict[str, tuple[int, ...]]:

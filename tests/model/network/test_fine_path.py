@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from model import build_model, load_model_weights, save_checkpoint
+from model import build_model
 from model.network.mask_decoder import FinePath
 
 
@@ -55,23 +55,3 @@ def test_a_decoder_refuses_an_embedding_of_the_other_layout(fine, tiny):
         tiny.decode(fine.encode(image), torch.tensor([[[60.0, 64.0, 70.0]]]), torch.ones(1, 1, dtype=torch.long))
     with torch.no_grad(), pytest.raises(ValueError, match="expects 864"):
         fine.decode(tiny.encode(image), torch.tensor([[[60.0, 64.0, 70.0]]]), torch.ones(1, 1, dtype=torch.long))
-
-
-def test_the_fine_path_is_recorded_in_checkpoints_and_old_ones_load_without_it(tmp_path):
-    torch.manual_seed(1)
-    model = build_model("vit_tiny", fine_path=True)
-    path = tmp_path / "fine.pt"
-    save_checkpoint(path, model)
-    restored = load_model_weights(path)
-    assert restored.fine_path and not restored.click_map
-    torch.testing.assert_close(
-        restored.mask_decoder.fine.image_stem.weight, model.mask_decoder.fine.image_stem.weight, rtol=0, atol=0
-    )
-    with pytest.raises(ValueError, match="fine_path=True"):
-        load_model_weights(path, build_model("vit_tiny"))
-    old = tmp_path / "old.pt"
-    save_checkpoint(old, build_model("vit_tiny"))
-    payload = torch.load(old, weights_only=True)
-    del payload["fine_path"]  # written before the setting existed
-    torch.save(payload, old)
-    assert not load_model_weights(old).fine_path
