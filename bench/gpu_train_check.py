@@ -122,7 +122,7 @@ def _time_step_alone(args: argparse.Namespace, catalog: Path) -> None:
     dataset = PatchDataset(catalog, select_masks(catalog, splits=None).head(args.batch_size), seed=0)
     batch = dataset[list(range(args.batch_size))]
     image, label = batch["image"].to(device), batch["label"].to(device).float()
-    model = build_model(args.model).to(device)
+    model = build_model(args.model, click_map=config.click_map, fine_path=config.fine_path).to(device)
     loop = ClickLoop(model, args.iterations).to(device)
     optimizer = make_optimizer(model, config)
     times = []
