@@ -61,9 +61,10 @@ def train_or_continue(config) -> dict:
 
     out = Path(config.out)
     if out.exists():
-        refusal = resume_refusal(config.model_copy(update={"resume": True}))
+        resumed = config.model_copy(update={"resume": True})
+        refusal = resume_refusal(resumed)
         if refusal is None:
-            return train(config.model_copy(update={"resume": True}))
+            return train(resumed)
         aside = next(out.with_name(f"{out.name}.previous-{n}") for n in range(1, 10_000)
                      if not out.with_name(f"{out.name}.previous-{n}").exists())
         out.rename(aside)

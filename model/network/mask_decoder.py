@@ -10,6 +10,10 @@ from model.network.layers import MLP, LayerNorm3d
 from model.network.two_way_transformer import TwoWayTransformer3D
 
 
+# Mask voxels per token along each axis: MaskUpscaler's two stride-2 transposed convolutions.
+UPSCALE = 4
+
+
 class MaskUpscaler(nn.Module):
     """4x upsampling of the image tokens for mask prediction.
 
@@ -58,33 +62,34 @@ class FinePath(nn.Module):
 
     def __init__(self, dim: int, scale: int = 4, hidden: int = 16) -> None:
         super().__init__()
-        self.dim, self.scale = dim, scale
+        self.dim = dim
         self.image_stem = nn.Conv3d(1, hidden, kernel_size=scale, stride=scale)
         self.image_mix = nn.Conv3d(hidden, dim, kernel_size=3, padding=1)
         self.mask_mix = nn.Conv3d(1, dim, kernel_size=3, padding=1)
 
     @property
     def packed_channels(self) -> int:
-        """Channels the packed image features add to each token: F x 4³ (4 = mask voxels per token edge)."""
-        return self.dim * 64
+        """Channels the packed image features add to each token: F x UPSCALE³."""
+        return self.dim * UPSCALE**3
 
     def image_features(self, image: torch.Tensor) -> torch.Tensor:
         """(B, 1, S, S, S) normalised image -> (B, F, S/scale, ...) features."""
         return self.image_mix(F.gelu(self.image_stem(image)))
 
     @staticmethod
-    def pack(features: torch.Tensor, grid: int) -> torch.Tensor:
-        """Space-to-depth: (B, F, 4G, 4G, 4G) -> (B, F x 64, G, G, G)."""
+    def pack(features: torch.Tensor) -> torch.Tensor:
+        """Space-to-depth: (B, F, 4G, 4G, 4G) -> (B, F x 64, G, G, G), each token its own 4³ block."""
         b, f, d = features.shape[:3]
-        r = d // grid
-        x = features.reshape(b, f, grid, r, grid, r, grid, r).permute(0, 1, 3, 5, 7, 2, 4, 6)
-        return x.reshape(b, f * r**3, grid, grid, grid)
+        g, r = d // UPSCALE, UPSCALE
+        x = features.reshape(b, f, g, r, g, r, g, r).permute(0, 1, 3, 5, 7, 2, 4, 6)
+        return x.reshape(b, f * r**3, g, g, g)
 
     def unpack(self, packed: torch.Tensor) -> torch.Tensor:
         """Inverse of :meth:`pack`: (B, F x 64, G, G, G) -> (B, F, 4G, 4G, 4G)."""
         b, _, g = packed.shape[:3]
-        x = packed.reshape(b, self.dim, 4, 4, 4, g, g, g).permute(0, 1, 5, 2, 6, 3, 7, 4)
-        return x.reshape(b, self.dim, 4 * g, 4 * g, 4 * g)
+        r = UPSCALE
+        x = packed.reshape(b, self.dim, r, r, r, g, g, g).permute(0, 1, 5, 2, 6, 3, 7, 4)
+        return x.reshape(b, self.dim, r * g, r * g, r * g)
 
     def forward(self, packed: torch.Tensor, mask_prompt: torch.Tensor | None) -> torch.Tensor:
         """Features to add to the upscaled tokens: (B, F, 4G, 4G, 4G)."""
@@ -162,12 +167,11 @@ class MaskDecoder3D(nn.Module):
         """
         fine_packed = image_embeddings[:, self.dim :]
         image_embeddings = image_embeddings[:, : self.dim]
-        if (self.fine is None) != (fine_packed.shape[1] == 0) or (
-            self.fine is not None and fine_packed.shape[1] != self.fine.packed_channels
-        ):
+        expected = 0 if self.fine is None else self.fine.packed_channels
+        if fine_packed.shape[1] != expected:
             raise ValueError(
                 f"image embedding has {self.dim + fine_packed.shape[1]} channels; this decoder expects "
-                f"{self.dim + (0 if self.fine is None else self.fine.packed_channels)}"
+                f"{self.dim + expected}"
             )
         b, c, d, h, w = image_embeddings.shape
         output_tokens = torch.cat([self.iou_token, self.mask_tokens], dim=0).expand(b, -1, -1)

@@ -94,7 +94,7 @@ class Sam3D(nn.Module):
         fine = self.mask_decoder.fine
         if fine is None:
             return tokens
-        return torch.cat([tokens, fine.pack(fine.image_features(image), tokens.shape[2])], dim=1)
+        return torch.cat([tokens, fine.pack(fine.image_features(image))], dim=1)
 
     def decode(
         self,

@@ -18,7 +18,7 @@ def fine():
 def test_pack_and_unpack_are_inverse_and_keep_each_token_its_own_voxels():
     path = FinePath(12)
     features = torch.randn(2, 12, 32, 32, 32)
-    packed = path.pack(features, 8)
+    packed = path.pack(features)
     assert packed.shape == (2, 12 * 64, 8, 8, 8)
     torch.testing.assert_close(path.unpack(packed), features, rtol=0, atol=0)
     # Token (z, y, x) = (1, 2, 3) holds exactly the 4³ block of mask voxels it covers.
