@@ -123,7 +123,8 @@ def _time_step_alone(args: argparse.Namespace, catalog: Path) -> None:
     batch = dataset[list(range(args.batch_size))]
     image, label = batch["image"].to(device), batch["label"].to(device).float()
     model = build_model(args.model, click_map=config.click_map, fine_path=config.fine_path).to(device)
-    loop = ClickLoop(model, args.iterations).to(device)
+    loop = ClickLoop(model, args.iterations, loss_resolution=config.loss_resolution).to(device)
+    refine_iteration = (args.iterations - 1) // 2  # the trainer draws it in [1, iterations - 2]
     optimizer = make_optimizer(model, config)
     times = []
     for repeat in range(args.warmup_steps + args.steps):
@@ -131,7 +132,7 @@ def _time_step_alone(args: argparse.Namespace, catalog: Path) -> None:
             torch.cuda.synchronize()
         started = time.perf_counter()
         with autocast_for(config, device):
-            loss = loop(image, label, click_seeds(0, 0, list(range(args.batch_size))), 5)
+            loss = loop(image, label, click_seeds(0, 0, list(range(args.batch_size))), refine_iteration)
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
