@@ -23,6 +23,7 @@ from model.evaluation.inference import load_predictor
 from model.evaluation.protocol import (
     BASELINE,
     CHALLENGE,
+    CLICKS_FED,
     CROP_PLACEMENTS,
     NETWORK,
     PAPER,
@@ -122,7 +123,7 @@ def evaluate(
         settings = dataclasses.replace(settings, input_convention=predictor.model.convention)
     baseline = RegionGrowingBaseline()
     methods = {
-        PAPER: {NETWORK: NetworkMethod(predictor, "new"), BASELINE: baseline},
+        PAPER: {NETWORK: NetworkMethod(predictor, settings.paper_clicks_fed), BASELINE: baseline},
         CHALLENGE: {NETWORK: NetworkMethod(predictor, "all"), BASELINE: baseline},
     }
     results = evaluate_masks(catalog, masks, methods, settings, seed)
@@ -180,6 +181,11 @@ def add_arguments(subparsers) -> argparse.ArgumentParser:
         help="centred: the target's box in the middle of the 128³ patch, as the paper evaluated (default); "
         "random: at a seeded random place, so that only the click tells where the target is",
     )
+    parser.add_argument(
+        "--paper-clicks-fed", choices=CLICKS_FED, default="new",
+        help="paper protocol: new feeds the network only the latest click, as the paper did (default); all feeds "
+        "it every click so far, as the baseline always gets them",
+    )
     return parser
 
 
@@ -195,7 +201,7 @@ def run(args: argparse.Namespace) -> int:
         cases=args.cases,
         max_masks=args.max_masks,
         seed=args.seed,
-        settings=EvaluationSettings(crop_placement=args.crop),
+        settings=EvaluationSettings(crop_placement=args.crop, paper_clicks_fed=args.paper_clicks_fed),
         device=args.device,
     )
     print(f"evaluation report: {report.resolve()}")

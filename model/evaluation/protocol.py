@@ -59,6 +59,7 @@ from pipeline.geometry import Geometry
 
 PAPER, CHALLENGE = "paper", "challenge"
 NETWORK, BASELINE = "network", "baseline"
+CLICKS_FED = ("new", "all")
 CROP, ORIGINAL = "crop", "original"
 CROP_PLACEMENTS = ("centred", "random")
 
@@ -77,6 +78,10 @@ class EvaluationSettings:
     # as training does, so that only the click says which structure is meant.
     crop_placement: str = "centred"
     prompt_sensitivity: bool = True
+    # Which clicks the network gets in the paper protocol: "new" only the latest one, as the paper fed them
+    # (earlier clicks live on only in its mask prompt); "all" every click so far, the information the baseline
+    # always gets and the way `sammed3d segment` feeds the network.
+    paper_clicks_fed: str = "new"
     # "published": crops turned to the published (R, A, S) axis order and z-scored over voxels > 0 without
     # CT clipping (model.input_convention), for networks loaded from published weights; every method sees them.
     input_convention: str = "native"
@@ -85,6 +90,8 @@ class EvaluationSettings:
         check_convention(self.input_convention)
         if self.crop_placement not in CROP_PLACEMENTS:
             raise ValueError(f"crop_placement must be one of {CROP_PLACEMENTS}, got {self.crop_placement!r}")
+        if self.paper_clicks_fed not in CLICKS_FED:
+            raise ValueError(f"paper_clicks_fed must be one of {CLICKS_FED}, got {self.paper_clicks_fed!r}")
 
     def report_clicks(self) -> tuple[int, ...]:
         """The paper's reporting points within the click budget (always including the last click)."""
@@ -103,7 +110,7 @@ class NetworkMethod:
     """
 
     def __init__(self, predictor: Predictor, clicks_fed: str) -> None:
-        if clicks_fed not in ("new", "all"):
+        if clicks_fed not in CLICKS_FED:
             raise ValueError(f"clicks_fed must be 'new' or 'all', got {clicks_fed!r}")
         self.predictor = predictor
         self.clicks_fed = clicks_fed

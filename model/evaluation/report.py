@@ -178,6 +178,11 @@ CROP_PLACEMENT_TEXT = {
     "places it): only the click tells the methods where the target is.",
 }
 
+PAPER_FEEDING_TEXT = {
+    "new": "only the new click (as the paper fed it; the baseline gets every click so far)",
+    "all": "every click so far (as the baseline does; the paper fed only the new click)",
+}
+
 # Mean Dice must gain at least this much from the first to the last click to count as rising.
 RISE_MIN = 0.01
 
@@ -250,8 +255,8 @@ def write_report(
         "## Protocols",
         "",
         f"- **Paper** (SAM-Med3D): first click random inside the target, then random in the error region; the "
-        f"network gets only the new click and its previous low-res logits. {settings.paper_clicks} clicks; "
-        f"Dice@k after k clicks.",
+        f"network gets {PAPER_FEEDING_TEXT[settings.paper_clicks_fed]} and its previous low-res logits. "
+        f"{settings.paper_clicks} clicks; Dice@k after k clicks.",
         f"- **CVPR 2025 challenge**: each click at the centre of the largest error component; the network gets "
         f"all clicks so far and its previous logits. {settings.challenge_clicks} clicks; DSC AUC and NSD AUC "
         f"({settings.nsd_tolerance_mm:g} mm) are the trapezoidal areas under the score-vs-click curve divided by "

@@ -115,6 +115,7 @@ def test_cli_arguments_and_a_missing_checkpoint(phantom_catalog, tmp_path):  # n
         ["evaluate", "--catalog", str(phantom_catalog), "--checkpoint", str(tmp_path / "none.pt"), "--split", "train"]
     )
     assert args.splits == ["train"] and args.max_masks is None and args.out == "evaluation"
+    assert args.paper_clicks_fed == "new"
     with pytest.raises(FileNotFoundError, match="none.pt does not exist"):
         run(args)
     args.max_masks = 0
@@ -197,3 +198,31 @@ def test_evaluate_on_an_s3_catalog_equals_the_local_one(s3_catalog_url, untraine
     assert len(tables["s3"]) > 0
     pd.testing.assert_frame_equal(tables["s3"], tables["local"])
     assert s3_catalog_url in (tmp_path / "eval-s3" / "report.md").read_text()
+
+
+def test_the_paper_protocol_can_feed_the_network_every_click_as_the_baseline_gets_them(
+    phantom_catalog, untrained_checkpoint, tmp_path, monkeypatch  # noqa: F811
+):
+    import model.evaluation.evaluate as evaluate_module
+
+    made = []
+
+    class Recording(NetworkMethod):
+        def __init__(self, predictor, clicks_fed):
+            super().__init__(predictor, clicks_fed)
+            made.append(clicks_fed)
+
+    monkeypatch.setattr(evaluate_module, "NetworkMethod", Recording)
+    parser = argparse.ArgumentParser(prog="sammed3d")
+    add_arguments(parser.add_subparsers(dest="command"))
+    args = parser.parse_args([
+        "evaluate", "--catalog", str(phantom_catalog), "--checkpoint", str(untrained_checkpoint), "--split", "all",
+        "--max-masks", "1", "--out", str(tmp_path / "all"), "--paper-clicks-fed", "all",
+    ])
+    monkeypatch.setattr(evaluate_module, "EvaluationSettings", lambda **kw: EvaluationSettings(
+        paper_clicks=2, challenge_clicks=2, overlay_cases=0, prompt_sensitivity=False, **kw))
+    assert run(args) == 0
+    assert made == ["all", "all"]  # paper protocol, then challenge
+    assert "network gets every click so far" in (tmp_path / "all" / "report.md").read_text()
+    with pytest.raises(ValueError, match="paper_clicks_fed"):
+        EvaluationSettings(paper_clicks_fed="newest")
