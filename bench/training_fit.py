@@ -37,10 +37,12 @@ from model.targets import select_masks  # noqa: E402
 from model.training.patch_dataset import PatchDataset  # noqa: E402
 
 
-def click_curve(method, patch: np.ndarray, target: np.ndarray, clicks: int, seed: int) -> list[float]:
+def click_curve(
+    method, patch: np.ndarray, target: np.ndarray, clicks: int, seed: int
+) -> tuple[list[float], list[int]]:
     """Dice after each paper-protocol click of `method` (the evaluation's ``start`` / ``step`` interface:
-    :class:`NetworkMethod` or :class:`RegionGrowingBaseline`) on one patch; the same seed gives the same
-    first click to every method."""
+    :class:`NetworkMethod` or :class:`RegionGrowingBaseline`) on one patch, and each click's label; the same
+    seed gives the same first click to every method."""
     method.start(patch)
     rng = np.random.default_rng(seed)
     prediction, points, labels, scores = None, [], [], []
@@ -50,7 +52,7 @@ def click_curve(method, patch: np.ndarray, target: np.ndarray, clicks: int, seed
         labels.append(label)
         prediction = method.step(np.asarray(points, dtype=np.float32), np.asarray(labels, dtype=np.int64)) >= 0.5
         scores.append(dice(prediction, target))
-    return scores
+    return scores, labels
 
 
 def oracle_prompt_scores(predictor: Predictor, patch: np.ndarray, target: np.ndarray, seed: int) -> list[float]:
@@ -91,14 +93,18 @@ def main(argv: list[str] | None = None) -> None:
     predictor = Predictor(load_model_weights(args.checkpoint).eval())
     network = NetworkMethod(predictor, clicks_fed="new")
     curves = {"network": [], "baseline": []}
+    gains = {name: {0: [], 1: []} for name in curves}  # Dice change per later click, by the click's label
     oracle = []
     for index in chosen:
         sample = patches[int(index)]
         patch, target = sample["image"][0].float().numpy(), sample["label"][0].numpy().astype(bool)
         seed = args.seed + int(index)
-        curves["network"].append(click_curve(network, patch, target, args.clicks, seed))
-        if args.baseline:
-            curves["baseline"].append(click_curve(RegionGrowingBaseline(), patch, target, args.clicks, seed))
+        methods = {"network": network, "baseline": RegionGrowingBaseline()} if args.baseline else {"network": network}
+        for name, method in methods.items():
+            scores, labels = click_curve(method, patch, target, args.clicks, seed)
+            curves[name].append(scores)
+            for before, after, label in zip(scores, scores[1:], labels[1:]):
+                gains[name][label].append(after - before)
         if args.oracle_prompt:
             oracle.append(oracle_prompt_scores(predictor, patch, target, seed))
     print(f"{len(chosen)} training masks of {len(masks)}, {Path(args.checkpoint).name}")
@@ -106,6 +112,13 @@ def main(argv: list[str] | None = None) -> None:
     for name, rows in curves.items():
         if rows:
             print(f"{name:9s}" + " ".join(f"{v:6.3f}" for v in np.mean(rows, axis=0)))
+    for name, by_label in gains.items():
+        parts = [
+            f"{kind} {len(by_label[label])} clicks {np.mean(by_label[label]):+.3f}"
+            for label, kind in ((0, "negative"), (1, "positive")) if by_label[label]
+        ]
+        if parts:
+            print(f"{name}: Dice change per later click: " + ", ".join(parts))
     if oracle:
         with_click, alone, itself = np.mean(oracle, axis=0)
         print(f"target as mask prompt: {with_click:.3f} with the first click, {alone:.3f} with no click "
