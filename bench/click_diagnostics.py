@@ -34,11 +34,10 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from model.intensity import normalize_intensity  # noqa: E402
-from model.network.registry import build_model  # noqa: E402
 from model.training.batching import new_click_only_iterations, refine_iteration  # noqa: E402
 from model.training.click_loop import ClickLoop  # noqa: E402
 from model.training.config import TrainConfig  # noqa: E402
-from model.training.trainer import make_optimizer, make_scheduler  # noqa: E402
+from model.training.trainer import configured_model, make_optimizer, make_scheduler  # noqa: E402
 from pipeline.phantoms.identical_objects import make_identical_objects_case  # noqa: E402
 
 PATCH = 128
@@ -128,7 +127,7 @@ def main() -> None:
     config = TrainConfig(catalog="-", out="-", recipe=args.recipe, batch_size=args.batch_size, seed=args.seed,
                          max_steps=args.steps, **overrides)
     torch.manual_seed(config.seed)
-    model = build_model(config.model, click_map=config.click_map, fine_path=config.fine_path)
+    model = configured_model(config)
     loop = ClickLoop(model, config.iterations_per_batch, config.loss_resolution)
     optimizer = make_optimizer(model, config)
     scheduler = make_scheduler(optimizer, config)

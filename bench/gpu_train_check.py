@@ -109,20 +109,19 @@ def _check(args: argparse.Namespace, folder: Path) -> int:
 
 def _time_step_alone(args: argparse.Namespace, catalog: Path) -> None:
     """Seconds per optimiser step with the batch already on the device: the step without data loading."""
-    from model.network.registry import build_model
     from model.targets import select_masks
     from model.training.batching import click_seeds
     from model.training.click_loop import ClickLoop
     from model.training.config import TrainConfig
     from model.training.patch_dataset import PatchDataset
-    from model.training.trainer import autocast_for, make_optimizer
+    from model.training.trainer import autocast_for, configured_model, make_optimizer
 
     device = torch.device(args.device)
     config = TrainConfig(catalog=str(catalog), out="-", model=args.model, device=args.device)
     dataset = PatchDataset(catalog, select_masks(catalog, splits=None).head(args.batch_size), seed=0)
     batch = dataset[list(range(args.batch_size))]
     image, label = batch["image"].to(device), batch["label"].to(device).float()
-    model = build_model(args.model, click_map=config.click_map, fine_path=config.fine_path).to(device)
+    model = configured_model(config).to(device)
     loop = ClickLoop(model, args.iterations, loss_resolution=config.loss_resolution).to(device)
     refine_iteration = (args.iterations - 1) // 2  # the trainer draws it in [1, iterations - 2]
     optimizer = make_optimizer(model, config)

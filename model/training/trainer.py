@@ -112,12 +112,17 @@ def resume_refusal(config: TrainConfig) -> str | None:
     return None
 
 
+def configured_model(config: TrainConfig) -> Sam3D:
+    """A freshly initialised network of the configuration's architecture (model, click map, fine path)."""
+    return build_model(config.model, click_map=config.click_map, fine_path=config.fine_path)
+
+
 def _initial_model(config: TrainConfig, state: dict[str, Any] | None, is_main: bool) -> Sam3D:
     """The network to train: the resumed checkpoint's architecture, else ``config.init``'s, else the config's."""
     if state is not None:
         return build_model(*checkpoint_layout(state))
     if config.init is None:
-        return build_model(config.model, click_map=config.click_map, fine_path=config.fine_path)
+        return configured_model(config)
     model = load_network(config.init)
     if is_main and (model.name, model.click_map, model.fine_path) != (config.model, config.click_map, config.fine_path):
         print(

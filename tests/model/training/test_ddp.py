@@ -17,7 +17,7 @@ from model.network.registry import build_model
 from model.training.click_loop import ClickLoop
 from model.training.config import TrainConfig
 from model.training.state import list_checkpoints, load_training_state
-from model.training.trainer import train
+from model.training.trainer import configured_model, train
 from tests.model.phantom_catalog import phantom_catalog  # noqa: F401  (fixture)
 
 ITERATIONS = 3
@@ -119,7 +119,7 @@ def test_two_process_training_matches_one_process_with_the_joined_batch(phantom_
     assert ddp["extra"]["step"] == single["extra"]["step"] == 2
     config = _config(phantom_catalog, tmp_path, 1)
     torch.manual_seed(0)
-    initial = build_model("vit_tiny", click_map=config.click_map, fine_path=config.fine_path).state_dict()
+    initial = configured_model(config).state_dict()
     lr = config.lr
     difference, update = 0.0, 0.0
     for name, value in single["model_state_dict"].items():
