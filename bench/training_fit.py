@@ -4,7 +4,8 @@ A diagnostic for "is the model under-trained or over-fitted?", not an evaluation
 cases. It draws a seeded set of catalog masks (the same selection filters as ``sammed3d train``: give the run's
 ``--exclude-case``s so the held-out cases stay out), cuts each one's 128³ patch as the trainer does (jittered,
 no flips), and clicks as the paper's protocol does (first a random target voxel, then a random voxel of the
-error region; the network gets only the newest click plus its previous low-resolution logits). With
+error region; the network gets only the newest click plus its previous low-resolution logits, or with
+``--clicks-fed all`` every click so far). With
 ``--baseline`` the region-growing baseline gets the same clicks on the same patches. Prints the mean Dice per
 click count. ``--oracle-prompt`` also measures how much of its mask prompt the network keeps: one decode given
 the TARGET itself as the mask prompt (averaged to the 32³ logit grid, as logits of +-8), with the first click
@@ -30,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from model.clicks import paper_click  # noqa: E402
 from model.evaluation.baseline import RegionGrowingBaseline  # noqa: E402
 from model.evaluation.metrics import dice  # noqa: E402
-from model.evaluation.protocol import NetworkMethod  # noqa: E402
+from model.evaluation.protocol import CLICKS_FED, NetworkMethod  # noqa: E402
 from model.network.checkpoint import load_model_weights  # noqa: E402
 from model.predictor import Predictor  # noqa: E402
 from model.targets import select_masks  # noqa: E402
@@ -81,6 +82,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--masks", type=int, default=40)
     parser.add_argument("--clicks", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--clicks-fed", choices=CLICKS_FED, default="new",
+        help="new: only the newest click (the paper's protocol); all: every click so far, as the baseline gets them",
+    )
     parser.add_argument("--baseline", action="store_true", help="the region-growing baseline on the same clicks")
     parser.add_argument("--oracle-prompt", action="store_true", help="one decode given the target as mask prompt")
     parser.add_argument("--threads", type=int, default=2)
@@ -91,7 +96,7 @@ def main(argv: list[str] | None = None) -> None:
     chosen = np.random.default_rng(args.seed).choice(len(masks), min(args.masks, len(masks)), replace=False)
     patches = PatchDataset(args.catalog, masks, jitter=True, flips=False, seed=args.seed + 123)
     predictor = Predictor(load_model_weights(args.checkpoint).eval())
-    network = NetworkMethod(predictor, clicks_fed="new")
+    network = NetworkMethod(predictor, clicks_fed=args.clicks_fed)
     curves = {"network": [], "baseline": []}
     gains = {name: {0: [], 1: []} for name in curves}  # Dice change per later click, by the click's label
     oracle = []
@@ -107,7 +112,7 @@ def main(argv: list[str] | None = None) -> None:
                 gains[name][label].append(after - before)
         if args.oracle_prompt:
             oracle.append(oracle_prompt_scores(predictor, patch, target, seed))
-    print(f"{len(chosen)} training masks of {len(masks)}, {Path(args.checkpoint).name}")
+    print(f"{len(chosen)} training masks of {len(masks)}, {Path(args.checkpoint).name}, clicks fed: {args.clicks_fed}")
     print("clicks   " + " ".join(f"{k + 1:6d}" for k in range(args.clicks)))
     for name, rows in curves.items():
         if rows:

@@ -24,8 +24,8 @@ def save_checkpoint(path: str | os.PathLike, model: Sam3D, extra: Mapping[str, A
 
     Args:
         path (str | PathLike): destination file.
-        model (Sam3D): model to save; its registry name, attention mode, click map, convention and
-            fine path are recorded.
+        model (Sam3D): model to save; its registry name, attention mode, click map, convention, fine path
+            and fine clicks are recorded.
         extra (Mapping | None): additional entries (tensors, numbers, strings, lists, dicts
             only, so the file stays loadable with ``weights_only=True``).
     """
@@ -37,6 +37,7 @@ def save_checkpoint(path: str | os.PathLike, model: Sam3D, extra: Mapping[str, A
             "click_map": model.click_map,
             "convention": model.convention,
             "fine_path": model.fine_path,
+            "fine_clicks": model.fine_clicks,
             "model_state_dict": model.state_dict(),
             "extra": dict(extra or {}),
         },
@@ -48,9 +49,9 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     """Load the raw payload of our checkpoint on CPU with ``weights_only=True``.
 
     Returns:
-        dict with keys format, model_name, attention_mode, click_map, convention, fine_path,
-        model_state_dict, extra (click_map, convention and fine_path absent in files written before they
-        existed).
+        dict with keys format, model_name, attention_mode, click_map, convention, fine_path, fine_clicks,
+        model_state_dict, extra (click_map, convention, fine_path and fine_clicks absent in files written
+        before they existed).
     """
     payload = torch.load(path, map_location="cpu", weights_only=True)
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
@@ -58,11 +59,12 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     return payload
 
 
-def checkpoint_layout(payload: Mapping[str, Any]) -> tuple[str, str, bool, str, bool]:
-    """(model name, attention mode, click map, convention, fine path) recorded in our checkpoint payload.
+def checkpoint_layout(payload: Mapping[str, Any]) -> tuple[str, str, bool, str, bool, bool]:
+    """(model name, attention mode, click map, convention, fine path, fine clicks) recorded in our checkpoint
+    payload, the arguments of :func:`build_model` in order.
 
-    Files written before the click map, the convention or the fine path existed have no click map, the
-    native convention and no fine path.
+    Files written before the click map, the convention, the fine path or the fine clicks existed have no
+    click map, the native convention, no fine path and no fine clicks.
     """
     return (
         payload["model_name"],
@@ -70,12 +72,14 @@ def checkpoint_layout(payload: Mapping[str, Any]) -> tuple[str, str, bool, str, 
         bool(payload.get("click_map", False)),
         str(payload.get("convention", "native")),
         bool(payload.get("fine_path", False)),
+        bool(payload.get("fine_clicks", False)),
     )
 
 
-def model_layout(model: Sam3D) -> tuple[str, str, bool, str, bool]:
-    """The model's (name, attention mode, click map, convention, fine path), as :func:`checkpoint_layout`."""
-    return (model.name, model.attention_mode, model.click_map, model.convention, model.fine_path)
+def model_layout(model: Sam3D) -> tuple[str, str, bool, str, bool, bool]:
+    """The model's (name, attention mode, click map, convention, fine path, fine clicks), as
+    :func:`checkpoint_layout`."""
+    return (model.name, model.attention_mode, model.click_map, model.convention, model.fine_path, model.fine_clicks)
 
 
 def load_model_weights(path: str | os.PathLike, model: Sam3D | None = None) -> Sam3D:
@@ -98,8 +102,8 @@ def model_from_payload(payload: Mapping[str, Any], model: Sam3D | None = None) -
         model = build_model(*layout)
     elif model_layout(model) != layout:
         raise ValueError(
-            "checkpoint holds {}/{}/click_map={}/convention={}/fine_path={}, "
-            "model is {}/{}/click_map={}/convention={}/fine_path={}".format(*layout, *model_layout(model))
+            "checkpoint holds {}/{}/click_map={}/convention={}/fine_path={}/fine_clicks={}, "
+            "model is {}/{}/click_map={}/convention={}/fine_path={}/fine_clicks={}".format(*layout, *model_layout(model))
         )
     model.load_state_dict(payload["model_state_dict"], strict=True)
     return model

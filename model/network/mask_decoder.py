@@ -40,6 +40,10 @@ class MaskUpscaler(nn.Module):
         return self.act(self.deconv2(x))
 
 
+# Click maps the fine path reads (FinePath.click_maps).
+CLICK_CHANNELS = 6
+
+
 class FinePath(nn.Module):
     """Not in the published model: the image and the mask prompt enter the decoder at the mask resolution.
 
@@ -52,20 +56,38 @@ class FinePath(nn.Module):
       per image in :meth:`Sam3D.encode` and carried inside the embedding, space-to-depth packed onto the
       token grid (:meth:`pack` / :meth:`unpack`), so code that caches or passes embeddings needs no change;
     * mask-prompt features: Conv3d(1 -> F, k=3, pad 1) of sigmoid(previous low-resolution logits), nothing
-      when there is no mask prompt.
+      when there is no mask prompt;
+    * with ``clicks``, click features: Conv3d(6 -> F, k=3, pad 1, zero-initialised) of maps at mask resolution
+      (:meth:`click_maps`), nothing when the decode gets no clicks. The clicks otherwise reach the mask only
+      through the G³ tokens, 16 voxels apart, too coarse to say which side of a boundary a negative click
+      asks to remove (docs/training.md, "Clicks at mask resolution"); and, after the sum with the upscaled
+      tokens, a residual block Conv3d(F -> F, k=3) -> GELU -> Conv3d(F -> F, k=3, zero-initialised)
+      (:meth:`mix`), so that clicks, mask prompt, image and tokens combine beyond a sum before the mask heads.
 
     Args:
         dim (int): F, the width of the upscaled features.
         scale (int): S / 4G, the input voxels per mask voxel along an axis (4).
         hidden (int): width of the first image convolution.
+        clicks (bool): add the click features.
     """
 
-    def __init__(self, dim: int, scale: int = 4, hidden: int = 16) -> None:
+    def __init__(self, dim: int, scale: int = 4, hidden: int = 16, clicks: bool = False) -> None:
         super().__init__()
         self.dim = dim
+        self.scale = scale
         self.image_stem = nn.Conv3d(1, hidden, kernel_size=scale, stride=scale)
         self.image_mix = nn.Conv3d(hidden, dim, kernel_size=3, padding=1)
         self.mask_mix = nn.Conv3d(1, dim, kernel_size=3, padding=1)
+        self.click_mix = nn.Conv3d(CLICK_CHANNELS, dim, kernel_size=3, padding=1) if clicks else None
+        self.mixer = None
+        if clicks:
+            self.mixer = nn.Sequential(
+                nn.Conv3d(dim, dim, kernel_size=3, padding=1), nn.GELU(), nn.Conv3d(dim, dim, kernel_size=3, padding=1)
+            )
+            # A new network starts as it would without the click features and the mixing block.
+            for layer in (self.click_mix, self.mixer[2]):
+                nn.init.zeros_(layer.weight)
+                nn.init.zeros_(layer.bias)
 
     @property
     def packed_channels(self) -> int:
@@ -91,11 +113,55 @@ class FinePath(nn.Module):
         x = packed.reshape(b, self.dim, r, r, r, g, g, g).permute(0, 1, 5, 2, 6, 3, 7, 4)
         return x.reshape(b, self.dim, r * g, r * g, r * g)
 
-    def forward(self, packed: torch.Tensor, mask_prompt: torch.Tensor | None) -> torch.Tensor:
-        """Features to add to the upscaled tokens: (B, F, 4G, 4G, 4G)."""
-        features = self.unpack(packed)
+    def click_maps(self, image: torch.Tensor, points: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Where the clicks are, at mask resolution: (B, 6, D, D, D) for image features (B, F, D, D, D).
+
+        Channels, each summed over the clicks of one label (positive, then negative; padding adds nothing):
+        Gaussians of the distance to the click of 1 and of 3 mask voxels (4 and 12 input voxels), and the
+        cosine similarity of each voxel's image features to those of the click's voxel, weighted by a Gaussian
+        of 4 mask voxels ("near the click and looking like it").
+
+        Args:
+            image (Tensor): (B, F, D, D, D) image features of :meth:`image_features`.
+            points (Tensor): (B, N, 3) (z, y, x) voxel indices of the input cube.
+            labels (Tensor): (B, N) 1 positive, 0 negative, -1 padding.
+        """
+        b, f, size = image.shape[:3]
+        centres = (torch.arange(size, device=points.device, dtype=torch.float32) + 0.5) * self.scale
+        grid = torch.stack(torch.meshgrid(centres, centres, centres, indexing="ij"), dim=-1).reshape(-1, 3)
+        # Squared distance of every mask voxel to every click, in mask voxels: (B, N, D³).
+        distance2 = ((points[:, :, None, :].float() + 0.5 - grid) ** 2).sum(-1) / self.scale**2
+        features = F.normalize(image.float().reshape(b, f, -1), dim=1)
+        at_click = (points.float() / self.scale).floor().clamp(0, size - 1).long()
+        flat_index = (at_click[..., 0] * size + at_click[..., 1]) * size + at_click[..., 2]
+        click_features = torch.gather(features, 2, flat_index[:, None, :].expand(-1, f, -1))  # (B, F, N)
+        similarity = torch.einsum("bfn,bfv->bnv", click_features, features)
+        weights = [torch.exp(-0.5 * distance2 / sigma**2) for sigma in (1.0, 3.0)]
+        weights.append(torch.exp(-0.5 * distance2 / 4.0**2) * similarity)
+        positive, negative = (labels == 1).float(), (labels == 0).float()
+        maps = [torch.einsum("bnv,bn->bv", w, kind) for w in weights for kind in (positive, negative)]
+        return torch.stack(maps, dim=1).reshape(b, CLICK_CHANNELS, size, size, size)
+
+    def mix(self, features: torch.Tensor) -> torch.Tensor:
+        """The features the mask heads read, (B, F, 4G, 4G, 4G): ``features`` (upscaled tokens + this path's
+        :meth:`forward`) plus the residual block's output; unchanged without ``clicks``."""
+        return features if self.mixer is None else features + self.mixer(features)
+
+    def forward(
+        self,
+        packed: torch.Tensor,
+        mask_prompt: torch.Tensor | None,
+        points: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Features to add to the upscaled tokens: (B, F, 4G, 4G, 4G). ``points`` / ``labels`` as
+        :meth:`click_maps`, read only with ``clicks``."""
+        image = self.unpack(packed)
+        features = image
         if mask_prompt is not None:
             features = features + self.mask_mix(torch.sigmoid(mask_prompt.to(features.dtype)))
+        if self.click_mix is not None and points is not None and points.shape[1] > 0:
+            features = features + self.click_mix(self.click_maps(image, points, labels).to(features.dtype))
         return features
 
 
@@ -113,6 +179,8 @@ class MaskDecoder3D(nn.Module):
         iou_head_depth (int): Linear layers in the IoU head.
         fine_path (bool): add :class:`FinePath` (not in the published model); the image embedding then
             carries the packed image features after its C token channels.
+        fine_clicks (bool): the fine path also reads the clicks at mask resolution and mixes its features
+            with the upscaled tokens' (needs ``fine_path``).
 
     The token grid G^3 is upscaled 4x (two stride-2 transposed convs), so masks are (4G)^3:
     32^3 for the 8^3 grid of a 128^3 input.
@@ -128,8 +196,11 @@ class MaskDecoder3D(nn.Module):
         iou_head_hidden_dim: int = 256,
         iou_head_depth: int = 3,
         fine_path: bool = False,
+        fine_clicks: bool = False,
     ) -> None:
         super().__init__()
+        if fine_clicks and not fine_path:
+            raise ValueError("fine_clicks needs fine_path: the clicks enter the decoder through the fine path")
         num_mask_tokens = num_multimask_outputs + 1
         self.transformer = TwoWayTransformer3D(depth, dim, num_heads, mlp_dim)
         self.iou_token = nn.Parameter(torch.randn(1, dim))
@@ -138,7 +209,7 @@ class MaskDecoder3D(nn.Module):
         self.mask_hypernets = nn.ModuleList(MLP(dim, dim, dim // 8, 3) for _ in range(num_mask_tokens))
         self.iou_head = MLP(dim, iou_head_hidden_dim, num_mask_tokens, iou_head_depth)
         self.dim = dim
-        self.fine = FinePath(dim // 8) if fine_path else None
+        self.fine = FinePath(dim // 8, clicks=fine_clicks) if fine_path else None
 
     def forward(
         self,
@@ -148,6 +219,8 @@ class MaskDecoder3D(nn.Module):
         dense: torch.Tensor,
         multimask: bool,
         mask_prompt: torch.Tensor | None = None,
+        points: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Decode masks.
 
@@ -160,6 +233,8 @@ class MaskDecoder3D(nn.Module):
             multimask (bool): return the K ambiguity masks instead of the single mask.
             mask_prompt (Tensor | None): (B, 1, 4G, 4G, 4G) previous logits; read only by the fine path
                 (the published path gets them through ``dense``).
+            points (Tensor | None): (B, N, 3) clicks, (z, y, x) voxel indices; labels (Tensor | None): (B, N).
+                Read only by a fine path with clicks (the others get them through ``sparse`` and ``dense``).
 
         Returns:
             masks (Tensor): (B, M, 4G, 4G, 4G) logits, M = K if multimask else 1.
@@ -182,7 +257,7 @@ class MaskDecoder3D(nn.Module):
         mask_token_out = tokens[:, 1 : 1 + len(self.mask_hypernets)]
         upscaled = self.upscaler(image.transpose(1, 2).reshape(b, c, d, h, w))
         if self.fine is not None:
-            upscaled = upscaled + self.fine(fine_packed, mask_prompt)
+            upscaled = self.fine.mix(upscaled + self.fine(fine_packed, mask_prompt, points, labels))
         hyper = torch.stack([mlp(mask_token_out[:, i]) for i, mlp in enumerate(self.mask_hypernets)], dim=1)
         masks = torch.einsum("bmc,bczyx->bmzyx", hyper, upscaled)
         iou = self.iou_head(tokens[:, 0])

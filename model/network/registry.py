@@ -29,6 +29,7 @@ def build_sam3d(
     click_map: bool = False,
     convention: str = "native",
     fine_path: bool = False,
+    fine_clicks: bool = False,
 ) -> Sam3D:
     """Assemble a Sam3D from widths and depths.
 
@@ -53,6 +54,7 @@ def build_sam3d(
             relative-position broadcasting and dense-grid axis swap; needs attention_mode "reference").
         fine_path (bool): the decoder also reads the image and the mask prompt at mask resolution
             (``model.network.mask_decoder.FinePath``; not in the published model).
+        fine_clicks (bool): the fine path also reads the clicks at mask resolution (needs fine_path).
 
     Returns:
         Sam3D taking (B, 1, S, S, S) and returning logits (B, M, 4G, 4G, 4G).
@@ -84,12 +86,17 @@ def build_sam3d(
         mlp_dim=decoder_mlp_dim,
         iou_head_hidden_dim=iou_head_hidden_dim,
         fine_path=fine_path,
+        fine_clicks=fine_clicks,
     )
     return Sam3D(encoder, prompt_encoder, decoder, name=name)
 
 
 def build_vit_b_ori(
-    attention_mode: str = "native", click_map: bool = False, convention: str = "native", fine_path: bool = False
+    attention_mode: str = "native",
+    click_map: bool = False,
+    convention: str = "native",
+    fine_path: bool = False,
+    fine_clicks: bool = False,
 ) -> Sam3D:
     """Published SAM-Med3D ``vit_b_ori`` layout (ViT-B encoder, 384-wide decoder), 128^3 input."""
     return build_sam3d(
@@ -107,11 +114,16 @@ def build_vit_b_ori(
         click_map=click_map,
         convention=convention,
         fine_path=fine_path,
+        fine_clicks=fine_clicks,
     )
 
 
 def build_vit_tiny(
-    attention_mode: str = "native", click_map: bool = False, convention: str = "native", fine_path: bool = False
+    attention_mode: str = "native",
+    click_map: bool = False,
+    convention: str = "native",
+    fine_path: bool = False,
+    fine_clicks: bool = False,
 ) -> Sam3D:
     """Small configuration for CPU training and tests; same structure, narrower and shallower."""
     return build_sam3d(
@@ -128,6 +140,7 @@ def build_vit_tiny(
         click_map=click_map,
         convention=convention,
         fine_path=fine_path,
+        fine_clicks=fine_clicks,
     )
 
 
@@ -143,6 +156,7 @@ def build_model(
     click_map: bool = False,
     convention: str = "native",
     fine_path: bool = False,
+    fine_clicks: bool = False,
 ) -> Sam3D:
     """Build a registered configuration.
 
@@ -153,6 +167,7 @@ def build_model(
         click_map (bool): dense click encoding in the prompt encoder (see :func:`build_sam3d`).
         convention (str): "native" or "published" (see :func:`build_sam3d`).
         fine_path (bool): image and mask prompt at mask resolution in the decoder (see :func:`build_sam3d`).
+        fine_clicks (bool): the clicks too, at mask resolution (needs fine_path).
 
     Returns:
         Sam3D with freshly initialised weights.
@@ -160,5 +175,9 @@ def build_model(
     if name not in MODEL_REGISTRY:
         raise KeyError(f"unknown model {name!r}; known: {sorted(MODEL_REGISTRY)}")
     return MODEL_REGISTRY[name](
-        attention_mode=attention_mode, click_map=click_map, convention=convention, fine_path=fine_path
+        attention_mode=attention_mode,
+        click_map=click_map,
+        convention=convention,
+        fine_path=fine_path,
+        fine_clicks=fine_clicks,
     )

@@ -66,6 +66,12 @@ class Sam3D(nn.Module):
         return self.mask_decoder.fine is not None
 
     @property
+    def fine_clicks(self) -> bool:
+        """Whether the fine path also reads the clicks at mask resolution and mixes its features with the
+        upscaled tokens' (not in the published model)."""
+        return self.mask_decoder.fine is not None and self.mask_decoder.fine.click_mix is not None
+
+    @property
     def convention(self) -> str:
         """"native" (consistent axes) or "published" (the published code's quirks and input convention).
 
@@ -121,7 +127,8 @@ class Sam3D(nn.Module):
         """
         sparse, dense = self.prompt_encoder(points, labels, boxes, mask_prompt, embeddings.shape[0])
         return self.mask_decoder(
-            embeddings, self.prompt_encoder.get_dense_pe(), sparse, dense, multimask, mask_prompt=mask_prompt
+            embeddings, self.prompt_encoder.get_dense_pe(), sparse, dense, multimask, mask_prompt=mask_prompt,
+            points=points, labels=labels,
         )
 
     def forward(

@@ -27,6 +27,7 @@ RECIPES: dict[str, dict[str, Any]] = {
     "paper": {
         "click_map": False,
         "fine_path": False,
+        "fine_clicks": False,
         "iterations_per_batch": 11,
         "lr": 8e-4,
         "other_lr_scale": 0.1,
@@ -38,6 +39,7 @@ RECIPES: dict[str, dict[str, Any]] = {
     "promptable": {
         "click_map": True,
         "fine_path": True,
+        "fine_clicks": True,
         "iterations_per_batch": 5,
         "lr": 5e-4,
         "other_lr_scale": 1.0,
@@ -72,6 +74,9 @@ class TrainConfig(BaseModel):
     # Not in the paper: the decoder also reads the image and the mask prompt at mask resolution
     # (model.network.mask_decoder.FinePath).
     fine_path: bool = RECIPES[DEFAULT_RECIPE]["fine_path"]
+    # Not in the paper: the fine path also reads the clicks at mask resolution and mixes its features with the
+    # upscaled tokens' (model.network.mask_decoder.FinePath); needs fine_path.
+    fine_clicks: bool = RECIPES[DEFAULT_RECIPE]["fine_clicks"]
     # Fine-tuning: start from these weights (our checkpoint, or a published SAM-Med3D vit_b_ori .pth). The
     # file's architecture wins over `model`, `click_map` and `fine_path`, and its convention is kept: published weights
     # train on published-convention crops (model.input_convention).
@@ -159,6 +164,8 @@ class TrainConfig(BaseModel):
         CatalogLocation.parse(self.catalog)  # another scheme than s3:// is a clear error, not a folder "gs:"
         if self.model not in MODEL_REGISTRY:
             raise ValueError(f"unknown model {self.model!r}; known: {sorted(MODEL_REGISTRY)}")
+        if self.fine_clicks and not self.fine_path:
+            raise ValueError("fine_clicks needs fine_path: the clicks enter the decoder through the fine path")
         return self
 
     @property

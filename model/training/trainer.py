@@ -113,8 +113,11 @@ def resume_refusal(config: TrainConfig) -> str | None:
 
 
 def configured_model(config: TrainConfig) -> Sam3D:
-    """A freshly initialised network of the configuration's architecture (model, click map, fine path)."""
-    return build_model(config.model, click_map=config.click_map, fine_path=config.fine_path)
+    """A freshly initialised network of the configuration's architecture (model, click map, fine path, fine
+    clicks)."""
+    return build_model(
+        config.model, click_map=config.click_map, fine_path=config.fine_path, fine_clicks=config.fine_clicks
+    )
 
 
 def _initial_model(config: TrainConfig, state: dict[str, Any] | None, is_main: bool) -> Sam3D:
@@ -124,11 +127,14 @@ def _initial_model(config: TrainConfig, state: dict[str, Any] | None, is_main: b
     if config.init is None:
         return configured_model(config)
     model = load_network(config.init)
-    if is_main and (model.name, model.click_map, model.fine_path) != (config.model, config.click_map, config.fine_path):
+    architecture = ("model", "click_map", "fine_path", "fine_clicks")
+    mine = {name: getattr(model, "name" if name == "model" else name) for name in architecture}
+    asked = {name: getattr(config, name) for name in architecture}
+    if is_main and mine != asked:
         print(
             f"--init {config.init}: training its architecture ({model.name}, click_map={model.click_map}, "
-            f"convention {model.convention}, fine_path={model.fine_path}); the configuration's model "
-            f"{config.model} / fine_path={config.fine_path} / click_map={config.click_map} do not apply"
+            f"convention {model.convention}, fine_path={model.fine_path}, fine_clicks={model.fine_clicks}); "
+            "the configuration's " + " / ".join(f"{k}={v}" for k, v in asked.items()) + " do not apply"
         )
     return model
 

@@ -24,24 +24,26 @@ def test_own_checkpoint_round_trip(tiny, tmp_path):
 
 
 @pytest.mark.parametrize(
-    "part, weight",
+    "part, needs, weight",
     [
-        ("click_map", lambda model: model.prompt_encoder.click_map.positive_embed),
-        ("fine_path", lambda model: model.mask_decoder.fine.image_stem.weight),
+        ("click_map", (), lambda model: model.prompt_encoder.click_map.positive_embed),
+        ("fine_path", (), lambda model: model.mask_decoder.fine.image_stem.weight),
+        ("fine_clicks", ("fine_path",), lambda model: model.mask_decoder.fine.click_mix.weight),
     ],
 )
-def test_an_optional_part_is_recorded_and_old_checkpoints_load_without_it(tmp_path, part, weight):
+def test_an_optional_part_is_recorded_and_old_checkpoints_load_without_it(tmp_path, part, needs, weight):
     torch.manual_seed(0)
-    with_part = build_model("vit_tiny", **{part: True})
+    with_part = build_model("vit_tiny", **{part: True}, **{p: True for p in needs})
     path = tmp_path / f"{part}.pt"
     save_checkpoint(path, with_part)
     restored = load_model_weights(path)
-    assert getattr(restored, part) and {p for p in ("click_map", "fine_path") if getattr(restored, p)} == {part}
+    parts = ("click_map", "fine_path", "fine_clicks")
+    assert {p for p in parts if getattr(restored, p)} == {part, *needs}
     torch.testing.assert_close(weight(restored), weight(with_part), rtol=0, atol=0)
     with pytest.raises(ValueError, match=f"{part}=True"):
-        load_model_weights(path, build_model("vit_tiny"))
+        load_model_weights(path, build_model("vit_tiny", **{p: True for p in needs}))
     old = tmp_path / "old.pt"
-    save_checkpoint(old, build_model("vit_tiny"))
+    save_checkpoint(old, build_model("vit_tiny", **{p: True for p in needs}))
     payload = torch.load(old, weights_only=True)
     del payload[part]  # written before the setting existed
     torch.save(payload, old)

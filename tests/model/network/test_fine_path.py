@@ -55,3 +55,42 @@ def test_a_decoder_refuses_an_embedding_of_the_other_layout(fine, tiny):
         tiny.decode(fine.encode(image), torch.tensor([[[60.0, 64.0, 70.0]]]), torch.ones(1, 1, dtype=torch.long))
     with torch.no_grad(), pytest.raises(ValueError, match="expects 864"):
         fine.decode(tiny.encode(image), torch.tensor([[[60.0, 64.0, 70.0]]]), torch.ones(1, 1, dtype=torch.long))
+
+
+def test_click_maps_place_each_click_at_mask_resolution_by_label():
+    path = FinePath(12, clicks=True)
+    image = torch.randn(1, 12, 32, 32, 32)
+    points = torch.tensor([[[10.0, 50.0, 90.0], [100.0, 20.0, 60.0], [0.0, 0.0, 0.0]]])
+    labels = torch.tensor([[1, 0, -1]])  # positive, negative, padding
+    maps = path.click_maps(image, points, labels)
+    assert maps.shape == (1, 6, 32, 32, 32)
+    # Channels (positive, negative) x (Gaussian of 1 mask voxel, of 3, similarity-weighted): each peaks at its
+    # own click's mask voxel (voxel index // 4).
+    for channel, voxel in ((0, (2, 12, 22)), (1, (25, 5, 15)), (2, (2, 12, 22)), (3, (25, 5, 15))):
+        peak = torch.unravel_index(maps[0, channel].argmax(), (32, 32, 32))
+        assert tuple(int(i) for i in peak) == voxel, channel
+    # The similarity map is the cosine similarity to the click's own features there: 1 x the Gaussian's weight.
+    assert float(maps[0, 4, 2, 12, 22]) == pytest.approx(float(maps[0, 0, 2, 12, 22]) ** (1 / 16), rel=1e-4)
+    # The padding point adds nothing: the corner's maps are those of the two clicks alone.
+    alone = path.click_maps(image, points[:, :2], labels[:, :2])
+    torch.testing.assert_close(maps, alone)
+
+
+def test_fine_clicks_start_silent_and_then_place_a_click_finer_than_a_token():
+    torch.manual_seed(0)
+    model = build_model("vit_tiny", click_map=True, fine_path=True, fine_clicks=True).eval()
+    embedding = model.encode(torch.randn(1, 1, 128, 128, 128))
+    labels = torch.ones(1, 1, dtype=torch.long)
+    here, there = torch.tensor([[[64.0, 64.0, 64.0]]]), torch.tensor([[[64.0, 64.0, 72.0]]])
+    with torch.no_grad():
+        without = build_model("vit_tiny", click_map=True, fine_path=True).eval()
+        without.load_state_dict(model.state_dict(), strict=False)
+        # Zero-initialised: a new network decodes as it would without the click features.
+        torch.testing.assert_close(model.decode(embedding, here, labels)[0], without.decode(embedding, here, labels)[0])
+        torch.nn.init.normal_(model.mask_decoder.fine.click_mix.weight, std=0.1)
+        moved = model.decode(embedding, there, labels)[0] - model.decode(embedding, here, labels)[0]
+        moved_tokens_only = without.decode(embedding, there, labels)[0] - without.decode(embedding, here, labels)[0]
+    # Both clicks are inside token (4, 4, 4) (voxels 64-79). What the click features add to the change of the
+    # logits is largest where the click moved (mask voxels x = 16 -> 18) and fades with the distance.
+    change = (moved - moved_tokens_only)[0, 0].abs()
+    assert change[16, 16, 18] > 1e-3 and change[16, 16, 18] > 5 * change[16, 16, 6]

@@ -70,7 +70,10 @@ def test_init_from_our_published_convention_checkpoint_keeps_it(phantom_catalog,
     run = _finetune_resume_evaluate_segment(phantom_catalog, init, tmp_path, capsys)
     payload = read_checkpoint(run["checkpoint"])
     assert (payload["model_name"], payload["convention"], payload["click_map"]) == ("vit_tiny", "published", False)
-    assert "training its architecture (vit_tiny, click_map=False, convention published, fine_path=False)" in run["log"]
+    assert (
+        "training its architecture (vit_tiny, click_map=False, convention published, fine_path=False, "
+        "fine_clicks=False)"
+    ) in run["log"]
     trained = load_model_weights(run["checkpoint"])
     moved = [n for n, v in trained.state_dict().items() if not torch.equal(v, start.state_dict()[n])]
     assert moved, "two training steps changed no weight"
@@ -88,7 +91,9 @@ def test_init_from_a_published_file_fine_tunes_resumes_evaluates_and_segments(
     # The default recipe asks for a click map; the published architecture (none) wins, and its convention.
     assert (payload["model_name"], payload["attention_mode"]) == ("vit_b_ori", "reference")
     assert (payload["convention"], payload["click_map"]) == ("published", False)
-    assert "click_map=True do not apply" in run["log"]
+    assert "the configuration's model=vit_tiny / click_map=True / fine_path=True / fine_clicks=True do not apply" in (
+        run["log"]
+    )
 
 
 def test_cli_takes_init(tmp_path):

@@ -58,6 +58,7 @@ def test_recipes_set_defaults_and_explicit_settings_win(tmp_path):
     default = TrainConfig(catalog="c", out="o")
     assert default.recipe == "promptable" and default.click_map and default.loss_resolution == "lowres"
     assert default.fine_path and not TrainConfig(catalog="c", out="o", recipe="paper").fine_path
+    assert default.fine_clicks and not TrainConfig(catalog="c", out="o", recipe="paper").fine_clicks
     assert (default.other_lr_scale, default.schedule, default.decay_fraction) == (1.0, "warmup_constant_decay", 0.3)
     paper = TrainConfig(catalog="c", out="o", recipe="paper")
     assert (paper.click_map, paper.iterations_per_batch, paper.lr, paper.other_lr_scale) == (False, 11, 8e-4, 0.1)
@@ -170,14 +171,16 @@ def test_resumed_training_gives_identical_weights(phantom_catalog, tmp_path):
 def test_a_fine_path_network_trains_checkpoints_and_resumes_only_as_one(phantom_catalog, tmp_path):
     result = train(_config(phantom_catalog, tmp_path / "fine", max_steps=2, fine_path=True))
     network = load_model_weights(result["checkpoint"])
-    assert network.fine_path and network.click_map
+    assert network.fine_path and network.click_map and network.fine_clicks
     torch.manual_seed(0)  # the run's seed: the network it started from
-    start = build_model("vit_tiny", click_map=True, fine_path=True)
-    for name in ("image_stem.weight", "image_mix.weight", "mask_mix.weight"):
+    start = build_model("vit_tiny", click_map=True, fine_path=True, fine_clicks=True)
+    for name in ("image_stem.weight", "image_mix.weight", "mask_mix.weight", "click_mix.weight"):
         trained = network.mask_decoder.fine.get_parameter(name)
         assert not torch.equal(trained, start.mask_decoder.fine.get_parameter(name)), f"{name} got no update"
-    with pytest.raises(ValueError, match="fine_path"):
-        train(_config(phantom_catalog, tmp_path / "fine", max_steps=3, resume=True, fine_path=False))
+    with pytest.raises(ValueError, match=r"\['fine_clicks'\]"):
+        train(_config(phantom_catalog, tmp_path / "fine", max_steps=3, resume=True, fine_clicks=False))
+    with pytest.raises(ValueError, match="fine_clicks needs fine_path"):
+        TrainConfig(catalog="c", out="o", fine_path=False, fine_clicks=True)
 
 
 def test_resume_refuses_a_changed_configuration_and_fresh_runs_refuse_old_checkpoints(phantom_catalog, tmp_path):
@@ -205,6 +208,11 @@ def test_a_checkpoint_from_before_a_setting_existed_resumes_with_that_settings_d
     with pytest.raises(ValueError, match=r"\['fine_path'\]"):
         _check_resumable(before_fine, config)
     _check_resumable(before_fine, config.model_copy(update={"fine_path": False}))
+    # Nor had one saved before the fine path read the clicks: it resumes only with fine_clicks false.
+    before_clicks = {k: v for k, v in config.model_dump(mode="json").items() if k != "fine_clicks"}
+    with pytest.raises(ValueError, match=r"\['fine_clicks'\]"):
+        _check_resumable(before_clicks, config)
+    _check_resumable(before_clicks, config.model_copy(update={"fine_clicks": False}))
 
 
 def _centre_click_dice(model, sample) -> float:
