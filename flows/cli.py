@@ -73,7 +73,7 @@ def _parser(argv: list[str]) -> argparse.ArgumentParser:
 
     demo = commands.add_parser("demo", help="phantoms -> curate -> train -> evaluate, on embedded synthetic data")
     demo.add_argument("--out", default="demo-output", help="working folder (default ./demo-output)")
-    demo.add_argument("--train-steps", type=int, default=600, help="vit_tiny training steps (default 600)")
+    demo.add_argument("--train-steps", type=int, default=400, help="vit_tiny training steps (default 400)")
     demo.add_argument("--train-minutes", type=float, default=5.0, help="or this many minutes (default 5)")
     demo.add_argument("--eval-masks", type=int, default=8, help="masks to evaluate (default 8)")
 

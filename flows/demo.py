@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 
-def run_demo(out: Path, *, train_steps: int = 600, train_minutes: float = 5.0, eval_masks: int = 8) -> int:
+def run_demo(out: Path, *, train_steps: int = 400, train_minutes: float = 5.0, eval_masks: int = 8) -> int:
     """Run the whole product on embedded synthetic data; prints the evaluation report's path at the end.
 
     Curates all the SYNTHETIC datasets; trains vit_tiny (default recipe) on the identical-objects dataset, where
