@@ -157,7 +157,13 @@ class TrainConfig(BaseModel):
         recipe = data.get("recipe", DEFAULT_RECIPE)
         if recipe not in RECIPES:
             raise ValueError(f"unknown recipe {recipe!r}; known: {sorted(RECIPES)}")
-        return {**RECIPES[recipe], **{k: v for k, v in data.items() if v is not None or k not in RECIPES[recipe]}}
+        given = {k: v for k, v in data.items() if v is not None or k not in RECIPES[recipe]}
+        resolved = {**RECIPES[recipe], **given}
+        # The clicks enter the decoder through the fine path: switching the fine path off switches off the
+        # recipe's fine clicks too, unless they are asked for (then the configuration is refused, below).
+        if "fine_clicks" not in given and not resolved.get("fine_path", False):
+            resolved["fine_clicks"] = False
+        return resolved
 
     @model_validator(mode="after")
     def _known_model(self) -> "TrainConfig":

@@ -59,6 +59,7 @@ def test_recipes_set_defaults_and_explicit_settings_win(tmp_path):
     assert default.recipe == "promptable" and default.click_map and default.loss_resolution == "lowres"
     assert default.fine_path and not TrainConfig(catalog="c", out="o", recipe="paper").fine_path
     assert default.fine_clicks and not TrainConfig(catalog="c", out="o", recipe="paper").fine_clicks
+    assert not TrainConfig(catalog="c", out="o", fine_path=False).fine_clicks  # no fine path, no clicks in it
     assert (default.other_lr_scale, default.schedule, default.decay_fraction) == (1.0, "warmup_constant_decay", 0.3)
     paper = TrainConfig(catalog="c", out="o", recipe="paper")
     assert (paper.click_map, paper.iterations_per_batch, paper.lr, paper.other_lr_scale) == (False, 11, 8e-4, 0.1)
