@@ -103,7 +103,9 @@ def model_from_payload(payload: Mapping[str, Any], model: Sam3D | None = None) -
     elif model_layout(model) != layout:
         raise ValueError(
             "checkpoint holds {}/{}/click_map={}/convention={}/fine_path={}/fine_clicks={}, "
-            "model is {}/{}/click_map={}/convention={}/fine_path={}/fine_clicks={}".format(*layout, *model_layout(model))
+            "model is {}/{}/click_map={}/convention={}/fine_path={}/fine_clicks={}".format(
+                *layout, *model_layout(model)
+            )
         )
     model.load_state_dict(payload["model_state_dict"], strict=True)
     return model

@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from model.network.layers import MLP, LayerNorm3d
+from model.network.prompt_encoder import cell_centres, squared_click_distances
 from model.network.two_way_transformer import TwoWayTransformer3D
 
 
@@ -127,10 +128,9 @@ class FinePath(nn.Module):
             labels (Tensor): (B, N) 1 positive, 0 negative, -1 padding.
         """
         b, f, size = image.shape[:3]
-        centres = (torch.arange(size, device=points.device, dtype=torch.float32) + 0.5) * self.scale
-        grid = torch.stack(torch.meshgrid(centres, centres, centres, indexing="ij"), dim=-1).reshape(-1, 3)
         # Squared distance of every mask voxel to every click, in mask voxels: (B, N, D³).
-        distance2 = ((points[:, :, None, :].float() + 0.5 - grid) ** 2).sum(-1) / self.scale**2
+        grid = cell_centres(size, self.scale, device=points.device)
+        distance2 = squared_click_distances(points, grid) / self.scale**2
         features = F.normalize(image.float().reshape(b, f, -1), dim=1)
         at_click = (points.float() / self.scale).floor().clamp(0, size - 1).long()
         flat_index = (at_click[..., 0] * size + at_click[..., 1]) * size + at_click[..., 2]

@@ -112,6 +112,19 @@ class MaskDownscaler(nn.Module):
         return self.proj(x)
 
 
+def cell_centres(grid_size: int, cell: float, device: torch.device | None = None) -> torch.Tensor:
+    """(grid_size³, 3) float32 (z, y, x) voxel coordinates of the centres of a grid of cubic cells ``cell``
+    voxels wide laid over the input cube, in row-major (z, y, x) order."""
+    centres = (torch.arange(grid_size, device=device, dtype=torch.float32) + 0.5) * cell
+    return torch.stack(torch.meshgrid(centres, centres, centres, indexing="ij"), dim=-1).reshape(-1, 3)
+
+
+def squared_click_distances(points: torch.Tensor, centres: torch.Tensor) -> torch.Tensor:
+    """(B, N, V) squared distance in voxels from each click's voxel centre ((B, N, 3) voxel indices + 0.5) to
+    each of the V ``centres`` (V, 3) of :func:`cell_centres`."""
+    return ((points[:, :, None, :].float() + 0.5 - centres) ** 2).sum(-1)
+
+
 class ClickMap(nn.Module):
     """Dense encoding of clicks on the token grid: where each click is, as a map the image tokens see.
 
@@ -137,15 +150,12 @@ class ClickMap(nn.Module):
         self.negative_embed = nn.Parameter(torch.randn(1, embed_dim))
         cell = image_size / grid_size
         self.sigma_voxels = sigma_tokens * cell
-        centres = (torch.arange(grid_size, dtype=torch.float32) + 0.5) * cell
-        zz, yy, xx = torch.meshgrid(centres, centres, centres, indexing="ij")
         # Voxel coordinates of the token centres, (G^3, 3); derived, so not saved in checkpoints.
-        self.register_buffer("centres", torch.stack([zz, yy, xx], dim=-1).reshape(-1, 3), persistent=False)
+        self.register_buffer("centres", cell_centres(grid_size, cell), persistent=False)
         self.grid_size = grid_size
 
     def forward(self, points: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        centres = self.centres.to(points.dtype)
-        distance2 = ((points[:, :, None, :].float() + 0.5 - centres) ** 2).sum(-1)
+        distance2 = squared_click_distances(points, self.centres.to(points.dtype))
         weight = torch.exp(-0.5 * distance2 / self.sigma_voxels**2)  # (B, N, G^3)
         positive = (weight * (labels[:, :, None] == 1)).sum(dim=1)
         negative = (weight * (labels[:, :, None] == 0)).sum(dim=1)
